@@ -1,0 +1,66 @@
+"""AsyncEventBoundary: carries chosen events from one nexus (event domain) to another."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .consumers import EventConsumer
+from .errors import LoopStopped
+from .events import Event, EventFactory
+from .sources import EventProducer
+
+__all__ = ["AsyncEventBoundary"]
+
+
+class AsyncEventBoundary(EventConsumer, EventProducer):
+    """A handler in one nexus and a producer in another.
+
+    Register it as a handler in the sending nexus for the types that should cross, and
+    as a producer in the receiving nexus::
+
+        boundary = AsyncEventBoundary()
+        sender.add_handler(42, boundary)
+        receiver.add_producer(boundary)
+
+    It has its own bounded queue (``maxsize``): while it is full, the sending nexus's
+    handler waits, so a slow domain slows the one that feeds it instead of growing memory.
+    Events are forwarded while the receiving nexus runs; at its graceful stop whatever is
+    still in the boundary is handed over and dispatched there.
+    """
+
+    def __init__(self, *, maxsize: int = 1024, event_factory: EventFactory | None = None) -> None:
+        EventProducer.__init__(self, event_factory)
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+
+    async def handle(self, event: Any, queue: Any) -> None:
+        """Take ``event`` across (waiting while the boundary is full)."""
+        await self._queue.put(event)
+
+    def qsize(self) -> int:
+        """Events taken from the sending side and not yet handed to the receiving nexus."""
+        return self._queue.qsize()
+
+    async def start(self) -> None:
+        """Forward events to the receiving nexus until it stops."""
+        try:
+            while True:
+                event = await self._queue.get()
+                try:
+                    await self.distribute_event(event)
+                except BaseException:
+                    self._flush([event])
+                    raise
+        finally:
+            self._flush([])
+
+    def _flush(self, held: list[Event]) -> None:
+        events = held
+        while not self._queue.empty():
+            events.append(self._queue.get_nowait())
+        for nexus in self.nexuses():
+            for event in events:
+                try:
+                    nexus._accept_forced(event)
+                except LoopStopped:
+                    break

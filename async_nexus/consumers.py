@@ -1,0 +1,150 @@
+"""Consumers of events, and the one calling convention every handler is turned into.
+
+A handler is an ``async def h(event, queue)``, a plain ``def h(event, queue)``, or an
+:class:`EventConsumer` whose ``handle(event, queue)`` is either. :func:`as_callable`
+decides which, once, at registration, so dispatch never inspects a handler again.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from typing import Any, Callable, Union
+
+from .errors import FanoutFailed, MisconfiguredEventConsumer
+
+__all__ = ["EventConsumer", "EventDiscarder", "EventFanout", "HandlerLike", "as_callable"]
+
+
+class EventConsumer(abc.ABC):
+    """Base class for handler objects: override :meth:`handle` (sync or ``async``).
+
+    Register an *instance*: ``nexus.add_handler(42, MyConsumer())``.
+    """
+
+    @abc.abstractmethod
+    def handle(self, event: Any, queue: Any) -> Any:
+        """Handle one event.
+
+        :param queue: the nexus queue; ``put``/``put_nowait`` there add secondary events.
+        :returns: ``None``, or an event (or a list or tuple of events) to dispatch next.
+        """
+
+
+#: Anything :meth:`~async_nexus.AsyncEventNexus.add_handler` accepts.
+HandlerLike = Union[Callable[..., Any], EventConsumer]
+
+
+def _describe(obj: object) -> str:
+    text = repr(obj)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} (of type {type(obj).__qualname__})"
+
+
+def as_callable(obj: object, role: str = "handler") -> tuple[Callable[..., Any], bool]:
+    """Return ``(function, is_async)`` for a handler or filter, or raise a clear error.
+
+    ``function(event, queue)`` returns the result directly when ``is_async`` is false and
+    an awaitable when it is true.
+
+    :raises MisconfiguredEventConsumer: (a :class:`TypeError`) when ``obj`` cannot be
+        called as ``obj(event, queue)``.
+    """
+    if isinstance(obj, type):
+        hint = ""
+        if issubclass(obj, EventConsumer):
+            hint = f"; register an instance instead: {obj.__qualname__}()"
+        raise MisconfiguredEventConsumer(
+            f"a {role} must be a callable taking (event, queue) or an EventConsumer "
+            f"instance, got the class {obj.__qualname__}{hint}"
+        )
+    if isinstance(obj, EventConsumer):
+        function: Callable[..., Any] = obj.handle
+    elif callable(obj):
+        function = obj
+    else:
+        raise MisconfiguredEventConsumer(
+            f"a {role} must be a callable taking (event, queue) or an EventConsumer "
+            f"instance, got {_describe(obj)}"
+        )
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # some builtins have no signature: trust them
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(None, None)
+        except TypeError:
+            raise MisconfiguredEventConsumer(
+                f"a {role} is called as {role}(event, queue), but {_describe(obj)} "
+                f"has the signature {signature}; accept two positional parameters"
+            ) from None
+    is_async = inspect.iscoroutinefunction(function) or (
+        not inspect.isroutine(function)
+        and inspect.iscoroutinefunction(getattr(type(function), "__call__", None))
+    )
+    return function, is_async
+
+
+class EventFanout(EventConsumer):
+    """A handler that hands each event to every handler registered with it, in order.
+
+    One failing handler does not keep the others from the event: every handler runs,
+    then the failure is raised (several failures as :class:`~async_nexus.errors.FanoutFailed`)
+    so the nexus's error hook sees it. Events the handlers return are all passed on.
+    """
+
+    def __init__(self) -> None:
+        self._handlers: list[tuple[object, Callable[..., Any], bool]] = []
+
+    def register(self, handler: HandlerLike) -> None:
+        """Add ``handler`` to the end of the fanout."""
+        function, is_async = as_callable(handler)
+        self._handlers.append((handler, function, is_async))
+
+    def deregister(self, handler: HandlerLike) -> None:
+        """Remove ``handler``; :class:`ValueError` if it was not registered."""
+        for index, (registered, _, _) in enumerate(self._handlers):
+            if registered is handler or registered == handler:
+                del self._handlers[index]
+                return
+        raise ValueError(f"{_describe(handler)} is not registered with this fanout")
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+    async def handle(self, event: Any, queue: Any) -> Any:
+        """Give ``event`` to every registered handler in registration order."""
+        results: list[Any] = []
+        failures: list[BaseException] = []
+        for _, function, is_async in tuple(self._handlers):
+            try:
+                result = function(event, queue)
+                if is_async:
+                    result = await result
+            except Exception as exc:
+                failures.append(exc)
+                continue
+            if isinstance(result, (list, tuple)):
+                results.extend(result)
+            elif result is not None:
+                results.append(result)
+        if failures:
+            if len(failures) == 1:
+                raise failures[0]
+            raise FanoutFailed(
+                f"{len(failures)} of {len(self._handlers)} fanout handlers failed for "
+                f"event {getattr(event, 'id', '?')!r}: "
+                + "; ".join(f"{type(exc).__name__}: {exc}" for exc in failures),
+                failures,
+            )
+        return results or None
+
+
+class EventDiscarder(EventConsumer):
+    """A handler that consumes events and drops them: for events nobody needs."""
+
+    def handle(self, event: Any, queue: Any) -> None:
+        """Drop ``event``."""
+        return None

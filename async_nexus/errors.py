@@ -1,0 +1,140 @@
+"""The exceptions of Async Nexus.
+
+Every misuse of the API is a :class:`BadCall`, so ``except BadCall`` catches them all.
+Failures that happen *inside* a running nexus (a handler raising, an unhandled event, a
+source failing) are not raised at the caller: they reach the nexus's error hook
+(:meth:`async_nexus.AsyncEventNexus.on_error`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .events import Event
+
+__all__ = [
+    "AsyncNexusError",
+    "BadCall",
+    "InvalidLoopState",
+    "LoopAlreadyStarted",
+    "LoopStopped",
+    "MisconfiguredEventConsumer",
+    "MisconfiguredEventProducer",
+    "MultipleStart",
+    "NoMoreEvents",
+    "NotAnEvent",
+    "QueueFull",
+    "RequestTimeout",
+    "RunawayChain",
+    "FanoutFailed",
+    "UnhandledEvent",
+    "DecodeError",
+]
+
+
+class AsyncNexusError(Exception):
+    """Base class of every exception defined by Async Nexus."""
+
+
+class NoMoreEvents(AsyncNexusError):
+    """Raised by a converter's ``obtain_event()`` when it has nothing more to give.
+
+    The nexus retires that converter (and closes it) and keeps running.
+    """
+
+
+class UnhandledEvent(AsyncNexusError):
+    """An event that no filter consumed and no handler (not even a default one) matched.
+
+    It is reported to the error hook, never raised into the code that ingested the event.
+    The event is kept in :attr:`event`.
+    """
+
+    def __init__(self, message: str, event: Event | None = None) -> None:
+        super().__init__(message)
+        self.event = event
+
+
+class BadCall(AsyncNexusError):
+    """A method was called wrongly: bad arguments, or the wrong moment in the lifecycle."""
+
+
+class MisconfiguredEventProducer(BadCall):
+    """A producer was used in a way its configuration does not allow.
+
+    For example it distributed an event before being registered with any nexus, or it
+    asked for its ``event_factory`` when none was given.
+    """
+
+
+class MisconfiguredEventConsumer(BadCall, TypeError):
+    """A handler, filter or consumer cannot be called as ``handler(event, queue)``.
+
+    Raised at registration, never per event. It is also a :class:`TypeError`.
+    """
+
+
+class NotAnEvent(BadCall, TypeError):
+    """Something that is not an :class:`~async_nexus.Event` was given where an event is needed."""
+
+
+class MultipleStart(BadCall):
+    """A source was registered twice with the same nexus, which would start it twice."""
+
+
+class LoopAlreadyStarted(BadCall):
+    """The nexus loop is already running (or starting) and cannot be started again."""
+
+
+class LoopStopped(BadCall):
+    """The nexus is stopping or has stopped: it accepts no more events and cannot restart."""
+
+
+class InvalidLoopState(BadCall):
+    """The call needs the nexus in another state than the one it is in."""
+
+
+class QueueFull(AsyncNexusError, asyncio.QueueFull):
+    """``ingest_nowait()`` found the nexus queue full.
+
+    It is also an :class:`asyncio.QueueFull`, so code written against ``asyncio.Queue``
+    catches it as it expects. Use ``await nexus.ingest(event)`` to wait for room instead.
+    """
+
+
+class RunawayChain(AsyncNexusError):
+    """Secondary events kept producing secondary events past the nexus's limits.
+
+    Raised into the handler that tried to emit one more; the handler's failure reaches
+    the error hook and the loop goes on.
+    """
+
+
+class FanoutFailed(AsyncNexusError):
+    """Several handlers of an :class:`~async_nexus.EventFanout` raised for one event.
+
+    Every handler still received the event; :attr:`exceptions` holds each failure in
+    registration order. A single failure is re-raised as itself instead.
+    """
+
+    def __init__(self, message: str, exceptions: list[BaseException]) -> None:
+        super().__init__(message)
+        self.exceptions = exceptions
+
+
+class RequestTimeout(AsyncNexusError, TimeoutError):
+    """``nexus.request()`` got no reply within its timeout. No waiter is left behind."""
+
+
+class DecodeError(AsyncNexusError, ValueError):
+    """Bytes that arrived from a transport are not a valid event.
+
+    :attr:`raw` holds what arrived (possibly truncated), so it can be logged or
+    dead-lettered.
+    """
+
+    def __init__(self, message: str, raw: Any = None) -> None:
+        super().__init__(message)
+        self.raw = raw

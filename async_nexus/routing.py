@@ -1,0 +1,229 @@
+"""The routing table: which handlers an event of a given type goes to.
+
+Filters run first, for every event. Then the handlers for exactly ``event.type``; else
+those of the most specific matching int range or shell-style str pattern; else the
+default handlers (type ``-1``). The route of each type is resolved once and cached, so
+routing costs one dict lookup however many types are registered.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any, Callable, Union
+
+from .consumers import _describe, as_callable
+from .errors import BadCall
+
+__all__ = ["DEFAULT", "Route", "Router", "TypeSpec"]
+
+#: The type under which default handlers are registered (the guide's ``-1``).
+DEFAULT = -1
+
+#: What ``add_handler`` accepts as a type: an int, a str (exact or shell pattern), an
+#: inclusive ``(start, end)`` int range, or a :class:`~async_nexus.NamedEvent` subclass.
+TypeSpec = Union[int, str, "tuple[int, int]", type]
+
+#: A resolved route: ``(function, is_async)`` pairs, in registration order.
+Route = tuple[tuple[Callable[..., Any], bool], ...]
+
+_Entry = tuple[object, Callable[..., Any], bool]
+_PATTERN_CHARS = frozenset("*?[")
+_CACHE_LIMIT = 65536
+
+
+class _Range:
+    __slots__ = ("start", "end", "entries")
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start, self.end = start, end
+        self.entries: list[_Entry] = []
+
+
+class _Pattern:
+    __slots__ = ("pattern", "literals", "entries")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        # More literal characters: a narrower set of names, so a more specific pattern.
+        self.literals = sum(1 for c in pattern if c not in _PATTERN_CHARS)
+        self.entries: list[_Entry] = []
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class Router:
+    """Filters and handlers of one nexus, and the cache of resolved routes."""
+
+    def __init__(self, *, multiple: bool = False) -> None:
+        self.multiple = multiple
+        self._filters: list[_Entry] = []
+        #: ``(function, is_async)`` of each filter, in registration order.
+        self.filters: Route = ()
+        self._exact: dict[object, list[_Entry]] = {}
+        self._ranges: list[_Range] = []
+        self._patterns: list[_Pattern] = []
+        self._cache: dict[object, Route] = {}
+
+    # -- registration ---------------------------------------------------------------
+
+    @staticmethod
+    def normalise(spec: object) -> tuple[str, Any]:
+        """Classify a type spec as ``("exact", t)``, ``("range", (a, b))`` or ``("pattern", p)``."""
+        from .events import NamedEvent
+
+        if isinstance(spec, type):
+            if issubclass(spec, NamedEvent):
+                return "exact", spec.event_type
+            raise BadCall(
+                f"event type {spec.__qualname__} is a class but not a NamedEvent subclass; "
+                "pass an int, a str, an (start, end) range, or a NamedEvent subclass"
+            )
+        if _is_int(spec):
+            return "exact", spec
+        if isinstance(spec, str):
+            if _PATTERN_CHARS.intersection(spec):
+                return "pattern", spec
+            return "exact", spec
+        if isinstance(spec, tuple) and len(spec) == 2 and all(_is_int(v) for v in spec):
+            start, end = spec
+            if start > end:
+                raise BadCall(f"event type range {spec!r} is empty: write (start, end) with start <= end")
+            return "range", (start, end)
+        raise BadCall(
+            f"cannot route on event type {spec!r} (of type {type(spec).__qualname__}); "
+            "pass an int, a str (shell patterns such as 'sensor.*' allowed), an inclusive "
+            "(start, end) tuple of ints, or a NamedEvent subclass"
+        )
+
+    def _slot(self, kind: str, key: Any, create: bool) -> list[_Entry] | None:
+        if kind == "exact":
+            entries = self._exact.get(key)
+            if entries is None and create:
+                entries = self._exact[key] = []
+            return entries
+        if kind == "range":
+            for item in self._ranges:
+                if (item.start, item.end) == key:
+                    return item.entries
+            if not create:
+                return None
+            new_range = _Range(*key)
+            self._ranges.append(new_range)
+            return new_range.entries
+        for pattern in self._patterns:
+            if pattern.pattern == key:
+                return pattern.entries
+        if not create:
+            return None
+        new_pattern = _Pattern(key)
+        self._patterns.append(new_pattern)
+        return new_pattern.entries
+
+    def add_handler(self, spec: object, handler: object) -> None:
+        """Register ``handler`` for ``spec``; see :meth:`AsyncEventNexus.add_handler`."""
+        kind, key = self.normalise(spec)
+        function, is_async = as_callable(handler, "handler")
+        entries = self._slot(kind, key, create=True)
+        assert entries is not None
+        if entries and not self.multiple:
+            raise LookupError(
+                f"a handler for event type {spec!r} is already registered "
+                f"({_describe(entries[0][0])}); create the nexus with multiple=True to run "
+                "several handlers for one type, or register an EventFanout"
+            )
+        entries.append((handler, function, is_async))
+        self._cache.clear()
+
+    def remove_handler(self, spec: object, handler: object) -> None:
+        """Remove ``handler`` registered for ``spec``; :class:`LookupError` if it is not."""
+        kind, key = self.normalise(spec)
+        entries = self._slot(kind, key, create=False) or []
+        for index, (registered, _, _) in enumerate(entries):
+            if registered is handler or registered == handler:
+                del entries[index]
+                break
+        else:
+            raise LookupError(f"{_describe(handler)} is not registered for event type {spec!r}")
+        if not entries:
+            if kind == "exact":
+                del self._exact[key]
+            elif kind == "range":
+                self._ranges = [r for r in self._ranges if r.entries]
+            else:
+                self._patterns = [p for p in self._patterns if p.entries]
+        self._cache.clear()
+
+    def add_filter(self, filter: object) -> None:
+        """Append ``filter`` to the filters; see :meth:`AsyncEventNexus.add_filter`."""
+        function, is_async = as_callable(filter, "filter")
+        self._filters.append((filter, function, is_async))
+        self.filters = tuple((f, a) for _, f, a in self._filters)
+
+    def remove_filter(self, filter: object) -> None:
+        """Remove ``filter``; :class:`LookupError` if it is not registered."""
+        for index, (registered, _, _) in enumerate(self._filters):
+            if registered is filter or registered == filter:
+                del self._filters[index]
+                self.filters = tuple((f, a) for _, f, a in self._filters)
+                return
+        raise LookupError(f"{_describe(filter)} is not a registered filter")
+
+    def clear(self) -> None:
+        """Forget every filter and handler."""
+        self._filters.clear()
+        self.filters = ()
+        self._exact.clear()
+        self._ranges.clear()
+        self._patterns.clear()
+        self._cache.clear()
+
+    def handlers(self) -> list[object]:
+        """Every registered handler object, once each (filters not included)."""
+        seen: dict[int, object] = {}
+        groups = [*self._exact.values(), *(r.entries for r in self._ranges)]
+        groups += [p.entries for p in self._patterns]
+        for entries in groups:
+            for handler, _, _ in entries:
+                seen.setdefault(id(handler), handler)
+        return list(seen.values())
+
+    # -- resolution -------------------------------------------------------------------
+
+    def route(self, event_type: object) -> Route:
+        """The handlers for ``event_type``: ``()`` when it is unhandled. Cached per type."""
+        try:
+            return self._cache[event_type]
+        except KeyError:
+            pass
+        route = tuple((f, a) for _, f, a in self._resolve(event_type))
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[event_type] = route
+        return route
+
+    def _resolve(self, event_type: object) -> list[_Entry]:
+        exact = self._exact.get(event_type)
+        if exact:
+            return exact
+        if _is_int(event_type) and self._ranges:
+            best: _Range | None = None
+            for item in self._ranges:
+                if item.start <= event_type <= item.end and (  # type: ignore[operator]
+                    best is None or item.end - item.start < best.end - best.start
+                ):
+                    best = item
+            if best is not None:
+                return best.entries
+        if isinstance(event_type, str) and self._patterns:
+            chosen: _Pattern | None = None
+            for pattern in self._patterns:
+                if fnmatch.fnmatchcase(event_type, pattern.pattern) and (
+                    chosen is None or pattern.literals > chosen.literals
+                ):
+                    chosen = pattern
+            if chosen is not None:
+                return chosen.entries
+        return self._exact.get(DEFAULT, [])
+

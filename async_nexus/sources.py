@@ -1,0 +1,256 @@
+"""Sources of events: converters pulled by the nexus, producers that push, and timers.
+
+The nexus pulls each :class:`SimpleEventConverter` with one long-lived pump task, and runs
+each :class:`EventProducer`'s :meth:`~EventProducer.start` as a task of its own. At a
+graceful stop those tasks are cancelled first (the sources stop producing), what is
+queued is dispatched, and then every source's :meth:`~EventSource.close` is called.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import enum
+import weakref
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .errors import LoopStopped, MisconfiguredEventProducer, NoMoreEvents
+from .events import Event, EventFactory, EventType
+
+if TYPE_CHECKING:
+    from .nexus import AsyncEventNexus
+
+__all__ = [
+    "EventConverter",
+    "EventProducer",
+    "EventSource",
+    "SimpleEventConverter",
+    "Timer",
+    "TimerType",
+]
+
+
+class EventSource:
+    """Base class of everything that feeds events into a nexus."""
+
+    def close(self) -> Awaitable[None] | None:
+        """Release what the source holds. The nexus calls it once, after it stopped.
+
+        Override it as a plain method or as ``async def``; both are honoured.
+        """
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__qualname__} at {id(self):#x}>"
+
+
+class SimpleEventConverter(EventSource, abc.ABC):
+    """A pull-mode source: the nexus awaits :meth:`obtain_event` again and again.
+
+    Raise :class:`~async_nexus.errors.NoMoreEvents` when there will be no more; the nexus
+    then retires and closes the converter and keeps running. While the nexus queue is
+    full, the converter is not asked for more.
+    """
+
+    @abc.abstractmethod
+    async def obtain_event(self) -> Event:
+        """Wait for the next event and return it."""
+
+
+class EventConverter(SimpleEventConverter):
+    """A pull-mode source written as an async generator: override :meth:`event_generator`.
+
+    The end of the generator retires the converter, like ``NoMoreEvents``.
+    """
+
+    _generator: AsyncIterator[Event] | None = None
+
+    @abc.abstractmethod
+    def event_generator(self) -> AsyncIterator[Event]:
+        """Yield events, as an ``async def`` generator."""
+
+    async def obtain_event(self) -> Event:
+        """The next event of :meth:`event_generator`."""
+        if self._generator is None:
+            self._generator = self.event_generator()
+        try:
+            return await self._generator.__anext__()
+        except StopAsyncIteration:
+            raise NoMoreEvents(f"{self!r}: its event_generator() has finished") from None
+
+    async def close(self) -> None:
+        """Close the generator, running its ``finally`` blocks."""
+        generator, self._generator = self._generator, None
+        aclose = getattr(generator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class EventProducer(EventSource):
+    """A push-mode source: it calls :meth:`distribute_event` whenever it has an event.
+
+    Override :meth:`start`, which the nexus runs as a task when its loop starts and
+    cancels when it stops (so it may run for as long as the producer produces), and
+    :meth:`~EventSource.close`. The producer holds its nexuses by weak reference.
+
+    :param event_factory: used by subclasses to build events
+        (``self.event_factory.create_event(..., event_type=...)``); when it is not given,
+        the first nexus the producer is registered with serves.
+    """
+
+    def __init__(self, event_factory: EventFactory | None = None) -> None:
+        self._event_factory = event_factory
+        self._nexuses: list[weakref.ref[AsyncEventNexus]] = []
+
+    @property
+    def event_factory(self) -> EventFactory:
+        """The factory for this producer's events."""
+        factory = getattr(self, "_event_factory", None)
+        if factory is not None:
+            return factory
+        for nexus in self.nexuses():
+            return nexus
+        raise MisconfiguredEventProducer(
+            f"{self!r} has no event_factory and is not registered with any nexus; pass "
+            "event_factory=nexus to its constructor, or add it with nexus.add_producer()"
+        )
+
+    @event_factory.setter
+    def event_factory(self, factory: EventFactory | None) -> None:
+        self._event_factory = factory
+
+    def register_nexus(self, nexus: AsyncEventNexus) -> None:
+        """Deliver this producer's events to ``nexus`` too (``add_producer`` calls it)."""
+        if not hasattr(self, "_nexuses"):
+            raise MisconfiguredEventProducer(
+                f"{type(self).__qualname__}.__init__ did not call super().__init__(); "
+                "EventProducer subclasses must"
+            )
+        if nexus not in self.nexuses():
+            self._nexuses.append(weakref.ref(nexus))
+
+    def deregister_nexus(self, nexus: AsyncEventNexus) -> None:
+        """Stop delivering to ``nexus``."""
+        self._nexuses = [ref for ref in self._nexuses if ref() not in (None, nexus)]
+
+    def nexuses(self) -> list[AsyncEventNexus]:
+        """The nexuses this producer delivers to that are still alive."""
+        alive = [nexus for ref in getattr(self, "_nexuses", ()) if (nexus := ref()) is not None]
+        return alive
+
+    async def start(self) -> None:
+        """Produce events. The default does nothing: a producer fed by callbacks needs no task."""
+
+    async def distribute_event(self, event: Event) -> int:
+        """Ingest ``event`` into every registered nexus, waiting where a queue is full.
+
+        A nexus that has stopped is skipped. Returns how many nexuses took the event.
+
+        :raises MisconfiguredEventProducer: when no nexus is registered.
+        """
+        nexuses = self.nexuses()
+        if not nexuses:
+            raise MisconfiguredEventProducer(
+                f"{self!r} distributed an event but is registered with no nexus; "
+                "add it with nexus.add_producer() first"
+            )
+        accepted = 0
+        for nexus in nexuses:
+            try:
+                await nexus._ingest_from_source(event)
+            except LoopStopped:
+                continue
+            accepted += 1
+        return accepted
+
+
+class TimerType(enum.Enum):
+    """How a :class:`Timer` counts."""
+
+    COUNT_UP = "count_up"
+    COUNT_DOWN = "count_down"
+    ONGOING = "ongoing"
+    ONE_SHOT = "one_shot"
+
+
+class Timer(EventProducer):
+    """A producer that emits an event of ``event_type`` every ``interval`` seconds.
+
+    The payload is the current count:
+
+    * ``COUNT_UP`` with ``count=n``: payloads 1, 2, …, n, then the timer ends;
+    * ``COUNT_DOWN`` with ``count=n``: payloads n, n-1, …, 1, then it ends;
+    * ``ONGOING``: payloads 1, 2, 3, … until the nexus stops;
+    * ``ONE_SHOT`` (the default): one event with payload 1 after ``interval``.
+
+    Ticks are scheduled against the loop clock, so the timer does not drift however slow
+    the handlers are; ticks missed entirely (the process was suspended, the queue stayed
+    full for whole intervals) are skipped rather than fired in a burst.
+    """
+
+    COUNT_UP: ClassVar[TimerType] = TimerType.COUNT_UP
+    COUNT_DOWN: ClassVar[TimerType] = TimerType.COUNT_DOWN
+    ONGOING: ClassVar[TimerType] = TimerType.ONGOING
+    ONE_SHOT: ClassVar[TimerType] = TimerType.ONE_SHOT
+
+    def __init__(
+        self,
+        interval: float,
+        *,
+        event_type: EventType,
+        type: TimerType = TimerType.ONE_SHOT,
+        count: int = 0,
+        event_factory: EventFactory | None = None,
+        priority: int = 0,
+    ) -> None:
+        super().__init__(event_factory)
+        if not isinstance(interval, (int, float)) or isinstance(interval, bool) or interval <= 0:
+            raise ValueError(f"Timer interval must be a positive number of seconds, got {interval!r}")
+        if not isinstance(type, TimerType):
+            raise ValueError(
+                f"Timer type must be Timer.COUNT_UP, COUNT_DOWN, ONGOING or ONE_SHOT, got {type!r}"
+            )
+        if type in (TimerType.COUNT_UP, TimerType.COUNT_DOWN) and (
+            not isinstance(count, int) or count < 1
+        ):
+            raise ValueError(f"a {type.name} timer needs count >= 1 (how many times it fires), got {count!r}")
+        self.interval = float(interval)
+        self.event_type = event_type
+        self.type = type
+        self.count = count
+        self.priority = priority
+        #: How many times the timer has fired.
+        self.fired = 0
+
+    def _payloads(self) -> range:
+        if self.type is TimerType.COUNT_UP:
+            return range(1, self.count + 1)
+        if self.type is TimerType.COUNT_DOWN:
+            return range(self.count, 0, -1)
+        if self.type is TimerType.ONE_SHOT:
+            return range(1, 2)
+        return range(1, 2**62)
+
+    async def start(self) -> None:
+        """Fire on schedule until the count is exhausted (or forever, for ``ONGOING``)."""
+        loop = asyncio.get_running_loop()
+        factory = self.event_factory
+        interval = self.interval
+        due = loop.time() + interval
+        for payload in self._payloads():
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            event = factory.create_event(payload, event_type=self.event_type, priority=self.priority)
+            self.fired += 1
+            await self.distribute_event(event)
+            due += interval
+            late = loop.time() - due
+            if late > interval:
+                due += interval * (late // interval)
+
+    def __repr__(self) -> str:
+        return f"<Timer {self.type.name} every {self.interval}s type={self.event_type!r}>"
+
+

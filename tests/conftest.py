@@ -1,0 +1,1 @@
+"""Shared pytest configuration for the Async Nexus test suite."""
