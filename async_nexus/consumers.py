@@ -81,8 +81,7 @@ def as_callable(obj: object, role: str = "handler") -> tuple[Callable[..., Any],
                 f"has the signature {signature}; accept two positional parameters"
             ) from None
     is_async = inspect.iscoroutinefunction(function) or (
-        not inspect.isroutine(function)
-        and inspect.iscoroutinefunction(getattr(type(function), "__call__", None))
+        not inspect.isroutine(function) and inspect.iscoroutinefunction(type(function).__call__)
     )
     return function, is_async
 

@@ -89,7 +89,9 @@ class _HandlerQueue(asyncio.Queue):  # type: ignore[type-arg]
         self.get_nowait()
 
     async def join(self) -> None:
-        raise BadCall("a handler awaiting the nexus queue would wait for itself; use nexus.join() outside handlers")
+        raise BadCall(
+            "a handler awaiting the nexus queue would wait for itself; use nexus.join() outside handlers"
+        )
 
     def task_done(self) -> None:
         raise BadCall("task_done() is not used with the nexus queue")
@@ -275,7 +277,9 @@ class AsyncEventNexus(EventFactory):
         if self._state in (NexusState.STOPPING, NexusState.STOPPED):
             raise self._refusal(f"cannot add {source!r}")
         if any(s is source for s in (*self._converters, *self._producers)):
-            raise MultipleStart(f"{source!r} is already registered with this nexus; it would be started twice")
+            raise MultipleStart(
+                f"{source!r} is already registered with this nexus; it would be started twice"
+            )
 
     # -- ingest ---------------------------------------------------------------------
 
@@ -306,7 +310,9 @@ class AsyncEventNexus(EventFactory):
         if not self._sources_open:
             raise self._refusal("event from a source refused")
         if not isinstance(event, Event):
-            raise NotAnEvent(f"a source produced {type(event).__qualname__} instead of an Event: {event!r:.80}")
+            raise NotAnEvent(
+                f"a source produced {type(event).__qualname__} instead of an Event: {event!r:.80}"
+            )
         await self._put(event)
 
     async def _put(self, event: Event) -> None:
@@ -372,7 +378,9 @@ class AsyncEventNexus(EventFactory):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            raise BadCall("start() needs a running event loop; call it from async code, or use nexus.run()") from None
+            raise BadCall(
+                "start() needs a running event loop; call it from async code, or use nexus.run()"
+            ) from None
         self._state = NexusState.STARTING
         self._task = asyncio.create_task(self._loop(), name="async_nexus loop")
         return self._task
@@ -385,16 +393,19 @@ class AsyncEventNexus(EventFactory):
         """
         self._check_startable()
         self._state = NexusState.STARTING
-        self._task = asyncio.current_task()  # type: ignore[assignment]
+        self._task = asyncio.current_task()
         await self._loop()
 
     def _check_startable(self) -> None:
         if self._state in (NexusState.STARTING, NexusState.LOOPING):
             raise LoopAlreadyStarted(
-                f"the nexus loop is already {self._state.name}; start it once, and await the task start() returned"
+                f"the nexus loop is already {self._state.name}; start it once, "
+                "and await the task start() returned"
             )
         if self._state is not NexusState.READY:
-            raise LoopStopped(f"the nexus is {self._state.name} and cannot start again; create a new AsyncEventNexus")
+            raise LoopStopped(
+                f"the nexus is {self._state.name} and cannot start again; create a new AsyncEventNexus"
+            )
 
     async def _loop(self) -> None:
         try:
@@ -532,8 +543,11 @@ class AsyncEventNexus(EventFactory):
         self._sources_open = False
         left = len(self._queue)
         if left and not self._failure:
-            logger.warning("async_nexus: drain timeout of %ss expired; %d queued events were not dispatched",
-                           self._drain_timeout, left)
+            logger.warning(
+                "async_nexus: drain timeout of %ss expired; %d queued events were not dispatched",
+                self._drain_timeout,
+                left,
+            )
         await self._close_sources()
 
     def _drain_expired(self) -> None:

@@ -226,4 +226,3 @@ class Router:
             if chosen is not None:
                 return chosen.entries
         return self._exact.get(DEFAULT, [])
-

@@ -13,7 +13,7 @@ import asyncio
 import enum
 import weakref
 from collections.abc import AsyncIterator, Awaitable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from .errors import LoopStopped, MisconfiguredEventProducer, NoMoreEvents
 from .events import Event, EventFactory, EventType
@@ -106,7 +106,7 @@ class EventProducer(EventSource):
     @property
     def event_factory(self) -> EventFactory:
         """The factory for this producer's events."""
-        factory = getattr(self, "_event_factory", None)
+        factory: EventFactory | None = getattr(self, "_event_factory", None)
         if factory is not None:
             return factory
         for nexus in self.nexuses():
@@ -211,9 +211,7 @@ class Timer(EventProducer):
             raise ValueError(
                 f"Timer type must be Timer.COUNT_UP, COUNT_DOWN, ONGOING or ONE_SHOT, got {type!r}"
             )
-        if type in (TimerType.COUNT_UP, TimerType.COUNT_DOWN) and (
-            not isinstance(count, int) or count < 1
-        ):
+        if type in (TimerType.COUNT_UP, TimerType.COUNT_DOWN) and (not isinstance(count, int) or count < 1):
             raise ValueError(f"a {type.name} timer needs count >= 1 (how many times it fires), got {count!r}")
         self.interval = float(interval)
         self.event_type = event_type
@@ -252,5 +250,3 @@ class Timer(EventProducer):
 
     def __repr__(self) -> str:
         return f"<Timer {self.type.name} every {self.interval}s type={self.event_type!r}>"
-
-
