@@ -11,10 +11,7 @@ project = "Async Nexus"
 author = "Async Nexus contributors"
 copyright = "Async Nexus contributors"
 
-try:
-    from async_nexus import __version__ as release
-except Exception:  # pragma: no cover - docs must build even while the package is incomplete
-    release = "0.0.0"
+from async_nexus import __version__ as release  # noqa: E402
 version = release
 
 extensions = [
@@ -32,3 +29,6 @@ exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 
 html_theme = "furo"
 html_title = "Async Nexus"
+
+# Docstring examples run in the doctest build with the public names in scope.
+doctest_global_setup = "from async_nexus import *"
