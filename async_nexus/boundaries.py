@@ -32,10 +32,23 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
     def __init__(self, *, maxsize: int = 1024, event_factory: EventFactory | None = None) -> None:
         EventProducer.__init__(self, event_factory)
         self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self._closed = False
 
     async def handle(self, event: Any, queue: Any) -> None:
-        """Take ``event`` across (waiting while the boundary is full)."""
+        """Take ``event`` across (waiting while the boundary is full).
+
+        :raises LoopStopped: the receiving nexus has stopped, so the event cannot cross.
+        """
+        if self._closed:
+            raise LoopStopped(
+                f"event {event.id!r} of type {event.type!r} cannot cross: the receiving nexus of "
+                "this boundary has stopped"
+            )
         await self._queue.put(event)
+
+    def close(self) -> None:
+        """Called by the receiving nexus once it stopped: refuse further events."""
+        self._closed = True
 
     def qsize(self) -> int:
         """Events taken from the sending side and not yet handed to the receiving nexus."""
@@ -43,19 +56,15 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
 
     async def start(self) -> None:
         """Forward events to the receiving nexus until it stops."""
-        try:
-            while True:
-                event = await self._queue.get()
-                try:
-                    await self.distribute_event(event)
-                except BaseException:
-                    self._flush([event])
-                    raise
-        finally:
-            self._flush([])
+        # Cancellation while waiting for room is safe: the nexus keeps the event it was
+        # offered when a graceful stop cancels its sources.
+        while True:
+            event = await self._queue.get()
+            await self.distribute_event(event)
 
-    def _flush(self, held: list[Event]) -> None:
-        events = held
+    def _on_stop(self) -> None:
+        # The receiving nexus is stopping: hand over what the sending side already gave us.
+        events = []
         while not self._queue.empty():
             events.append(self._queue.get_nowait())
         for nexus in self.nexuses():

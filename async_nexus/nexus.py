@@ -41,6 +41,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 ErrorHook = Callable[[BaseException, Any], Any]
 
 
+# How far secondary events may overflow a bounded queue (at least): room for bursts, not
+# for a runaway.
+_OVERFLOW = 65536
+
+
 class NexusState(enum.Enum):
     """The lifecycle of a nexus: READY → STARTING → LOOPING → STOPPING → STOPPED."""
 
@@ -350,10 +355,10 @@ class AsyncEventNexus(EventFactory):
                 "lead back to itself"
             )
         queue = self._queue
-        if queue.maxsize and len(queue) >= 2 * queue.maxsize:
+        if queue.maxsize and len(queue) >= queue.maxsize + max(queue.maxsize, _OVERFLOW):
             raise RunawayChain(
-                f"secondary events fill the queue to twice its maxsize ({queue.maxsize}); handlers "
-                "emit events faster than they are dispatched"
+                f"secondary events overflow the queue ({len(queue)} queued, maxsize={queue.maxsize}); "
+                "handlers emit events much faster than they are dispatched"
             )
         queue.put_forced(_Chained(event, depth), event.priority)
         self._counts["ingested"] += 1
@@ -536,6 +541,8 @@ class AsyncEventNexus(EventFactory):
         deadline = loop.call_later(self._drain_timeout, self._drain_expired)
         try:
             await self._stop_sources()
+            for producer in list(self._producers):
+                producer._on_stop()
             self._interrupt = self._halted
             await self._dispatch_until_stopped()
         finally:
@@ -585,6 +592,11 @@ class AsyncEventNexus(EventFactory):
         await self._close_source(converter)
 
     async def _run_producer(self, producer: EventProducer) -> None:
+        # A producer shared by several nexuses is started once, by the first to start;
+        # it may start again once it has been closed.
+        if producer._running:
+            return
+        producer._running = True
         try:
             await producer.start()
         except LoopStopped:
@@ -608,6 +620,7 @@ class AsyncEventNexus(EventFactory):
             await self._close_source(source)
             if isinstance(source, EventProducer):
                 source.deregister_nexus(self)
+                source._running = False
 
     # -- errors ---------------------------------------------------------------------
 

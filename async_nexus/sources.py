@@ -99,6 +99,8 @@ class EventProducer(EventSource):
         the first nexus the producer is registered with serves.
     """
 
+    _running = False  # start() is being run by one of the nexuses
+
     def __init__(self, event_factory: EventFactory | None = None) -> None:
         self._event_factory = event_factory
         self._nexuses: list[weakref.ref[AsyncEventNexus]] = []
@@ -141,6 +143,9 @@ class EventProducer(EventSource):
 
     async def start(self) -> None:
         """Produce events. The default does nothing: a producer fed by callbacks needs no task."""
+
+    def _on_stop(self) -> None:
+        """Called by a stopping nexus after it cancelled :meth:`start`, before it drains."""
 
     async def distribute_event(self, event: Event) -> int:
         """Ingest ``event`` into every registered nexus, waiting where a queue is full.

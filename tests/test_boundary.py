@@ -1,0 +1,175 @@
+"""AsyncEventBoundary: a handler in one nexus, a producer in another."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from async_nexus import AsyncEventBoundary, AsyncEventNexus, Event
+
+
+class Collector:
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.events: list[Event] = []
+        self.done = asyncio.Event()
+
+    def __call__(self, event: Event, queue: Any) -> None:
+        self.events.append(event)
+        if len(self.events) >= self.n:
+            self.done.set()
+
+
+async def test_events_cross_in_order() -> None:
+    a, b = AsyncEventNexus(), AsyncEventNexus()
+    boundary = AsyncEventBoundary()
+    a.add_handler(42, boundary)
+    a_other: list[int] = []
+    a.add_handler(-1, lambda e, q: a_other.append(e.id))
+    b.add_producer(boundary)
+    collector = Collector(10)
+    b.add_handler(42, collector)
+    ta, tb = a.start(), b.start()
+    for i in range(10):
+        await a.ingest(Event(i, 42, 0, f"p{i}"))
+        await a.ingest(Event(100 + i, 7))
+    await asyncio.wait_for(collector.done.wait(), 5)
+    assert [e.id for e in collector.events] == list(range(10))
+    assert [e.payload for e in collector.events] == [f"p{i}" for i in range(10)]
+    await asyncio.wait_for(a.join(), 5)
+    assert a_other == [100 + i for i in range(10)]
+    a.stop()
+    b.stop()
+    await asyncio.wait_for(asyncio.gather(ta, tb), 5)
+
+
+async def test_only_registered_types_cross() -> None:
+    a, b = AsyncEventNexus(), AsyncEventNexus()
+    boundary = AsyncEventBoundary()
+    a.add_handler(42, boundary)
+    a.add_handler(-1, lambda e, q: None)
+    b.add_producer(boundary)
+    collector = Collector(1)
+    b.add_handler(-1, collector)
+    ta, tb = a.start(), b.start()
+    await a.ingest(Event(1, 41))
+    await a.ingest(Event(2, 42))
+    await asyncio.wait_for(collector.done.wait(), 5)
+    await asyncio.wait_for(a.join(), 5)
+    await asyncio.wait_for(b.join(), 5)
+    a.stop()
+    b.stop()
+    await asyncio.wait_for(asyncio.gather(ta, tb), 5)
+    assert [e.id for e in collector.events] == [2]
+
+
+async def test_events_left_in_boundary_dispatched_at_stop() -> None:
+    b = AsyncEventNexus()
+    boundary = AsyncEventBoundary()
+    b.add_producer(boundary)
+    collector = Collector(6)
+    b.add_handler(42, collector)
+    tb = b.start()
+    await b.ingest(Event(0, 42))
+    await asyncio.wait_for(b.join(), 5)  # loop (and the boundary's forwarding task) running
+    for i in range(1, 6):
+        await boundary.handle(Event(i, 42), None)
+    b.stop()
+    await asyncio.wait_for(tb, 5)
+    assert [e.id for e in collector.events] == [0, 1, 2, 3, 4, 5]
+    assert boundary.qsize() == 0
+
+
+async def test_events_in_boundary_before_start_dispatched_when_stopped_at_once() -> None:
+    b = AsyncEventNexus()
+    boundary = AsyncEventBoundary()
+    b.add_producer(boundary)
+    collector = Collector(3)
+    b.add_handler(42, collector)
+    for i in range(3):
+        await boundary.handle(Event(i, 42), None)
+    tb = b.start()
+    b.stop()
+    await asyncio.wait_for(tb, 5)
+    assert [e.id for e in collector.events] == [0, 1, 2]
+    assert boundary.qsize() == 0
+
+
+async def test_boundary_bounded_slows_sender() -> None:
+    a, b = AsyncEventNexus(), AsyncEventNexus()
+    boundary = AsyncEventBoundary(maxsize=2)
+    a.add_handler(42, boundary)
+    b.add_producer(boundary)
+    collector = Collector(20)
+    b.add_handler(42, collector)
+    ta = a.start()
+    for i in range(3):
+        await a.ingest(Event(i, 42))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert boundary.qsize() == 2  # third event waits in A's handler
+    tb = b.start()
+    for i in range(3, 20):
+        await a.ingest(Event(i, 42))
+    await asyncio.wait_for(collector.done.wait(), 5)
+    assert [e.id for e in collector.events] == list(range(20))
+    a.stop()
+    b.stop()
+    await asyncio.wait_for(asyncio.gather(ta, tb), 5)
+
+
+async def test_sending_to_stopped_receiver_does_not_deadlock_sender() -> None:
+    a, b = AsyncEventNexus(drain_timeout=1), AsyncEventNexus()
+    boundary = AsyncEventBoundary(maxsize=2)
+    a.add_handler(42, boundary)
+    errs: list[BaseException] = []
+    a.on_error(lambda exc, s: errs.append(exc))
+    b.add_producer(boundary)
+    b.add_handler(42, lambda e, q: None)
+    tb = b.start()
+    b.stop()
+    await asyncio.wait_for(tb, 5)
+    ta = a.start()
+    try:
+        for i in range(4):
+            await a.ingest(Event(i, 42))
+        # the receiving domain is gone: A must neither hang nor silently swallow the events
+        await asyncio.wait_for(a.join(), 2)
+        a.stop()
+        await asyncio.wait_for(ta, 2)
+    finally:
+        ta.cancel()
+    assert len(errs) == 4
+
+
+async def test_event_held_by_blocked_forwarder_dispatched_once_at_stop() -> None:
+    b = AsyncEventNexus(maxsize=1)
+    boundary = AsyncEventBoundary()
+    b.add_producer(boundary)
+    gate = asyncio.Event()
+    running = asyncio.Event()
+    got: list[int] = []
+
+    async def handler(event: Event, queue: Any) -> None:
+        if event.id == 0:
+            running.set()
+            await gate.wait()
+        got.append(event.id)  # type: ignore[arg-type]
+
+    b.add_handler(42, handler)
+    tb = b.start()
+    await b.ingest(Event(0, 42))
+    await asyncio.wait_for(running.wait(), 5)  # B's loop is busy with event 0
+    for i in range(1, 5):
+        await boundary.handle(Event(i, 42), None)
+
+    async def forwarder_blocked() -> None:
+        # event 1 fills B's queue, event 2 is held by the forwarder waiting for room
+        while boundary.qsize() != 2:
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(forwarder_blocked(), 5)
+    b.stop()
+    gate.set()
+    await asyncio.wait_for(tb, 5)
+    assert got == [0, 1, 2, 3, 4]
