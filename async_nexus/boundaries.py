@@ -33,6 +33,7 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
         EventProducer.__init__(self, event_factory)
         self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
         self._closed = False
+        self._stopping = False
 
     async def handle(self, event: Any, queue: Any) -> None:
         """Take ``event`` across (waiting while the boundary is full).
@@ -40,15 +41,13 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
         :raises LoopStopped: the receiving nexus has stopped, so the event cannot cross.
         """
         if self._closed:
-            raise LoopStopped(
-                f"event {event.id!r} of type {event.type!r} cannot cross: the receiving nexus of "
-                "this boundary has stopped"
-            )
+            raise self._gone(event)
+        if self._stopping:
+            self._hand_over([event])
+            return
         await self._queue.put(event)
-
-    def close(self) -> None:
-        """Called by the receiving nexus once it stopped: refuse further events."""
-        self._closed = True
+        if self._stopping:  # room came from the hand-over itself: follow the others
+            self._hand_over([])
 
     def qsize(self) -> int:
         """Events taken from the sending side and not yet handed to the receiving nexus."""
@@ -63,13 +62,38 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
             await self.distribute_event(event)
 
     def _on_stop(self) -> None:
-        # The receiving nexus is stopping: hand over what the sending side already gave us.
-        events = []
+        # The receiving nexus is stopping: what the sending side gave us, and gives us
+        # until the receiver has drained, is handed over directly.
+        self._stopping = True
+        try:
+            self._hand_over([])
+        except LoopStopped:
+            pass
+
+    def _hand_over(self, events: list[Event]) -> None:
         while not self._queue.empty():
             events.append(self._queue.get_nowait())
+        if not events:
+            return
+        delivered = False
         for nexus in self.nexuses():
-            for event in events:
-                try:
+            try:
+                for event in events:
                     nexus._accept_forced(event)
-                except LoopStopped:
-                    break
+                delivered = True
+            except LoopStopped:
+                continue
+        if not delivered:
+            raise self._gone(events[0], len(events))
+
+    @staticmethod
+    def _gone(event: Event, count: int = 1) -> LoopStopped:
+        more = f" (and {count - 1} more)" if count > 1 else ""
+        return LoopStopped(
+            f"event {event.id!r} of type {event.type!r}{more} cannot cross: the receiving nexus "
+            "of this boundary has stopped"
+        )
+
+    def close(self) -> None:
+        """Called by the receiving nexus once it stopped: refuse further events."""
+        self._closed = True

@@ -599,6 +599,9 @@ class AsyncEventNexus(EventFactory):
         producer._running = True
         try:
             await producer.start()
+        except asyncio.CancelledError:
+            producer._running = False  # stopped with this nexus: another may take it over
+            raise
         except LoopStopped:
             pass
         except Exception as exc:
@@ -617,10 +620,23 @@ class AsyncEventNexus(EventFactory):
         self._converters.clear()
         self._producers.clear()
         for source in sources:
-            await self._close_source(source)
             if isinstance(source, EventProducer):
                 source.deregister_nexus(self)
+                if self._hand_on(source):
+                    continue
                 source._running = False
+            await self._close_source(source)
+
+    @staticmethod
+    def _hand_on(producer: EventProducer) -> bool:
+        """Leave a shared producer to the nexuses still using it; True if any is."""
+        others = producer.nexuses()
+        if not producer._running:
+            for other in others:
+                if other._state is NexusState.LOOPING:
+                    other._spawn_source(other._run_producer(producer), producer)
+                    break
+        return bool(others)
 
     # -- errors ---------------------------------------------------------------------
 

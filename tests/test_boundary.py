@@ -173,3 +173,35 @@ async def test_event_held_by_blocked_forwarder_dispatched_once_at_stop() -> None
     gate.set()
     await asyncio.wait_for(tb, 5)
     assert got == [0, 1, 2, 3, 4]
+
+
+async def test_no_event_lost_when_receiver_stops_while_sender_waits() -> None:
+    a, b = AsyncEventNexus(), AsyncEventNexus()
+    boundary = AsyncEventBoundary(maxsize=1)
+    a.add_handler(42, boundary)
+    refused: list[Any] = []
+    a.on_error(lambda exc, s: refused.append(s.id))
+    b.add_producer(boundary)
+    received: list[int] = []
+    b.add_handler(42, lambda e, q: received.append(e.id))
+    ta = a.start()
+    try:
+        for i in range(3):
+            await a.ingest(Event(i, 42))
+
+        async def sender_blocked() -> None:
+            # event 0 fills the boundary, A's loop waits in the boundary with event 1
+            while boundary.qsize() != 1 or a.stats()["dispatched"] != 2:
+                await asyncio.sleep(0)
+
+        await asyncio.wait_for(sender_blocked(), 5)
+        tb = b.start()
+        b.stop()
+        await asyncio.wait_for(tb, 5)
+        await asyncio.wait_for(a.join(), 2)
+        a.stop()
+        await asyncio.wait_for(ta, 2)
+    finally:
+        ta.cancel()
+    # every event A handed to the boundary was either dispatched in B or refused visibly
+    assert sorted(received + refused) == [0, 1, 2]

@@ -446,3 +446,25 @@ async def test_producer_shared_by_two_nexuses_started_once() -> None:
     assert len(starts) == 1
     assert [e.payload for e in ca.events] == ["tick"]
     assert [e.payload for e in cb.events] == ["tick"]
+
+
+async def test_shared_producer_keeps_feeding_remaining_nexus() -> None:
+    timer = Timer(0.005, type=Timer.ONGOING, event_type=98)
+    a, b = AsyncEventNexus(), AsyncEventNexus()
+    ca, cb = Collector(), Collector()
+    a.add_handler(98, ca)
+    b.add_handler(98, cb)
+    a.add_producer(timer)
+    b.add_producer(timer)
+    ta, tb = a.start(), b.start()
+    try:
+        await ca.wait(1)
+        await cb.wait(1)
+        a.stop()
+        await asyncio.wait_for(ta, 5)
+        seen = len(cb.events)
+        # b is still running and still registered: the shared timer must keep ticking for it
+        await cb.wait(seen + 3, timeout=2)
+    finally:
+        b.stop()
+        await asyncio.wait_for(tb, 5)
