@@ -182,9 +182,9 @@ def reference(registrations: list[tuple[str, Any]], has_default: bool, event: Ev
     return "default" if has_default else "unhandled"
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
-    registrations=st.lists(REGISTRATION, max_size=8),
+    registrations=st.lists(REGISTRATION, min_size=2, max_size=10),
     has_default=st.booleans(),
     events=st.lists(st.tuples(st.integers(0, 20), st.one_of(INT_TYPES, STR_TYPES)), max_size=20),
 )
