@@ -42,7 +42,7 @@ class PingConverter(async_nexus.SimpleEventConverter):
         return Event(self.last_id, PING_TYPE, 0, "ping")
 
 
-class CountingConverter(async_nexus.EventConverter):
+class DemoEventConverter(async_nexus.EventConverter):
     """Pull mode, state kept in a generator: eight events with ids from the nexus.
 
     Every third one is a :class:`Kettle` instead of a plain type-51 event.
@@ -83,7 +83,7 @@ def build() -> async_nexus.AsyncEventNexus:
 
     # Sources: two converters, a producer and two timers.
     nexus.register(PingConverter())
-    nexus.register(CountingConverter(nexus))
+    nexus.register(DemoEventConverter(nexus))
     nexus.add_producer(RandomTypeProducer(event_factory=nexus))
     nexus.add_producer(
         async_nexus.Timer(

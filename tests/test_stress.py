@@ -21,8 +21,6 @@ from hypothesis import strategies as st
 
 from async_nexus import AsyncEventNexus, Event, errors
 
-pytestmark = pytest.mark.asyncio
-
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 20.0  # generous upper bound for every wait; the tests finish far sooner
 
@@ -80,7 +78,7 @@ async def test_stop_dispatches_everything_queued_then_refuses_ingest() -> None:
         dispatched.append(event.id)  # type: ignore[arg-type]
         if event.id == 500:
             under_way.set()
-        if event.id % 100 == 0:  # type: ignore[operator]
+        if event.id % 100 == 0:
             await asyncio.sleep(0)  # let the test run while the loop is busy
 
     nexus.add_handler(1, handler)
@@ -203,7 +201,7 @@ def test_routing_matches_the_reference_model(
     def make_filter(index: int, ids: frozenset[int]) -> Any:
         def consume(event: Event, queue: Any) -> bool:
             if event.id in ids:
-                reached[event.id].append(f"filter {index}")  # type: ignore[index]
+                reached[event.id].append(f"filter {index}")
                 return True
             return False
 
