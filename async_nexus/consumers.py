@@ -42,6 +42,14 @@ def _describe(obj: object) -> str:
     return f"{text} (of type {type(obj).__qualname__})"
 
 
+def index_of(entries: list[tuple[Any, ...]], obj: object) -> int:
+    """Position of the entry whose first item is ``obj`` (or equal to it), or ``-1``."""
+    for index, entry in enumerate(entries):
+        if entry[0] is obj or entry[0] == obj:
+            return index
+    return -1
+
+
 def as_callable(obj: object, role: str = "handler") -> tuple[Callable[..., Any], bool]:
     """Return ``(function, is_async)`` for a handler or filter, or raise a clear error.
 
@@ -104,11 +112,10 @@ class EventFanout(EventConsumer):
 
     def deregister(self, handler: HandlerLike) -> None:
         """Remove ``handler``; :class:`ValueError` if it was not registered."""
-        for index, (registered, _, _) in enumerate(self._handlers):
-            if registered is handler or registered == handler:
-                del self._handlers[index]
-                return
-        raise ValueError(f"{_describe(handler)} is not registered with this fanout")
+        index = index_of(self._handlers, handler)
+        if index < 0:
+            raise ValueError(f"{_describe(handler)} is not registered with this fanout")
+        del self._handlers[index]
 
     def __len__(self) -> int:
         return len(self._handlers)

@@ -296,16 +296,14 @@ class AsyncEventNexus(EventFactory):
         """
         if not self._accepting:
             raise self._refusal("ingest() refused")
-        if not isinstance(event, Event):
-            raise NotAnEvent(f"ingest() takes an Event, got {type(event).__qualname__}: {event!r:.80}")
+        _require_event(event, "ingest() takes")
         await self._put(event)
 
     def ingest_nowait(self, event: Event) -> None:
         """Queue ``event`` now, or raise :class:`~async_nexus.errors.QueueFull`."""
         if not self._accepting:
             raise self._refusal("ingest_nowait() refused")
-        if not isinstance(event, Event):
-            raise NotAnEvent(f"ingest_nowait() takes an Event, got {type(event).__qualname__}: {event!r:.80}")
+        _require_event(event, "ingest_nowait() takes")
         self._queue.put_nowait(event, event.priority)
         self._counts["ingested"] += 1
 
@@ -314,10 +312,7 @@ class AsyncEventNexus(EventFactory):
         # before they were stopped is dispatched, not dropped.
         if not self._sources_open:
             raise self._refusal("event from a source refused")
-        if not isinstance(event, Event):
-            raise NotAnEvent(
-                f"a source produced {type(event).__qualname__} instead of an Event: {event!r:.80}"
-            )
+        _require_event(event, "a source must produce")
         await self._put(event)
 
     async def _put(self, event: Event) -> None:
@@ -341,10 +336,7 @@ class AsyncEventNexus(EventFactory):
 
     def _emit(self, event: Any) -> None:
         """Queue a secondary event from a handler: past the bound, but not without limit."""
-        if not isinstance(event, Event):
-            raise NotAnEvent(
-                f"a handler put {type(event).__qualname__} on the queue; only Event objects can be queued"
-            )
+        _require_event(event, "a handler can only queue")
         if self._state is NexusState.STOPPED:
             raise self._refusal("secondary event refused")
         depth = self._depth + 1
@@ -450,7 +442,8 @@ class AsyncEventNexus(EventFactory):
                         await asyncio.sleep(0)  # let woken ingests land before we leave
                         continue
                     return
-                self._wake_joiners()
+                if self._joiners:
+                    self._wake_joiners()
                 self._waiting = True
                 try:
                     await queue.wait_not_empty()
@@ -615,11 +608,14 @@ class AsyncEventNexus(EventFactory):
         except Exception as exc:
             await self._report(exc, source)
 
-    async def _close_sources(self) -> None:
+    def _take_sources(self) -> list[EventSource]:
         sources: list[EventSource] = [*self._converters, *self._producers]
         self._converters.clear()
         self._producers.clear()
-        for source in sources:
+        return sources
+
+    async def _close_sources(self) -> None:
+        for source in self._take_sources():
             if isinstance(source, EventProducer):
                 source.deregister_nexus(self)
                 if self._hand_on(source):
@@ -680,11 +676,8 @@ class AsyncEventNexus(EventFactory):
             raise InvalidLoopState(
                 f"cleanup() while the loop is {self._state.name}; call stop() and await the loop task first"
             )
-        sources: list[EventSource] = [*self._converters, *self._producers]
-        self._converters.clear()
-        self._producers.clear()
         self._router.clear()
-        for source in sources:
+        for source in self._take_sources():
             result = source.close()
             if inspect.isawaitable(result):
                 try:
@@ -753,3 +746,8 @@ class AsyncEventNexus(EventFactory):
 
 async def _await(awaitable: Awaitable[Any]) -> None:
     await awaitable
+
+
+def _require_event(item: object, what: str) -> None:
+    if not isinstance(item, Event):
+        raise NotAnEvent(f"{what} an Event, got {type(item).__qualname__}: {item!r:.80}")

@@ -52,18 +52,6 @@ class EventQueue:
     def __len__(self) -> int:
         return self._size
 
-    def qsize(self) -> int:
-        """Number of items queued."""
-        return self._size
-
-    def empty(self) -> bool:
-        """True when nothing is queued."""
-        return self._size == 0
-
-    def full(self) -> bool:
-        """True when a :meth:`put` would have to wait."""
-        return 0 < self.maxsize <= self._size
-
     @property
     def blocked_putters(self) -> int:
         """How many :meth:`put` calls are waiting for room (or woken but not yet back)."""
@@ -160,10 +148,3 @@ class EventQueue:
             self._getter = None
             if not getter.done():
                 getter.set_result(None)
-
-    def clear(self) -> list[Any]:
-        """Remove and return everything queued, most urgent first."""
-        items = []
-        while self._size:
-            items.append(self.get_nowait())
-        return items

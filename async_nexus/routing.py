@@ -11,8 +11,9 @@ from __future__ import annotations
 import fnmatch
 from typing import Any, Callable, Union
 
-from .consumers import _describe, as_callable
+from .consumers import _describe, as_callable, index_of
 from .errors import BadCall
+from .events import NamedEvent
 
 __all__ = ["DEFAULT", "Route", "Router", "TypeSpec"]
 
@@ -71,8 +72,6 @@ class Router:
     @staticmethod
     def normalise(spec: object) -> tuple[str, Any]:
         """Classify a type spec as ``("exact", t)``, ``("range", (a, b))`` or ``("pattern", p)``."""
-        from .events import NamedEvent
-
         if isinstance(spec, type):
             if issubclass(spec, NamedEvent):
                 return "exact", spec.event_type
@@ -140,12 +139,10 @@ class Router:
         """Remove ``handler`` registered for ``spec``; :class:`LookupError` if it is not."""
         kind, key = self.normalise(spec)
         entries = self._slot(kind, key, create=False) or []
-        for index, (registered, _, _) in enumerate(entries):
-            if registered is handler or registered == handler:
-                del entries[index]
-                break
-        else:
+        index = index_of(entries, handler)
+        if index < 0:
             raise LookupError(f"{_describe(handler)} is not registered for event type {spec!r}")
+        del entries[index]
         if not entries:
             if kind == "exact":
                 del self._exact[key]
@@ -163,12 +160,11 @@ class Router:
 
     def remove_filter(self, filter: object) -> None:
         """Remove ``filter``; :class:`LookupError` if it is not registered."""
-        for index, (registered, _, _) in enumerate(self._filters):
-            if registered is filter or registered == filter:
-                del self._filters[index]
-                self.filters = tuple((f, a) for _, f, a in self._filters)
-                return
-        raise LookupError(f"{_describe(filter)} is not a registered filter")
+        index = index_of(self._filters, filter)
+        if index < 0:
+            raise LookupError(f"{_describe(filter)} is not a registered filter")
+        del self._filters[index]
+        self.filters = tuple((f, a) for _, f, a in self._filters)
 
     def clear(self) -> None:
         """Forget every filter and handler."""
@@ -178,16 +174,6 @@ class Router:
         self._ranges.clear()
         self._patterns.clear()
         self._cache.clear()
-
-    def handlers(self) -> list[object]:
-        """Every registered handler object, once each (filters not included)."""
-        seen: dict[int, object] = {}
-        groups = [*self._exact.values(), *(r.entries for r in self._ranges)]
-        groups += [p.entries for p in self._patterns]
-        for entries in groups:
-            for handler, _, _ in entries:
-                seen.setdefault(id(handler), handler)
-        return list(seen.values())
 
     # -- resolution -------------------------------------------------------------------
 

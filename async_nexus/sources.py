@@ -138,8 +138,7 @@ class EventProducer(EventSource):
 
     def nexuses(self) -> list[AsyncEventNexus]:
         """The nexuses this producer delivers to that are still alive."""
-        alive = [nexus for ref in getattr(self, "_nexuses", ()) if (nexus := ref()) is not None]
-        return alive
+        return [nexus for ref in getattr(self, "_nexuses", ()) if (nexus := ref()) is not None]
 
     async def start(self) -> None:
         """Produce events. The default does nothing: a producer fed by callbacks needs no task."""

@@ -5,19 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from support import Collector
+
 from async_nexus import AsyncEventBoundary, AsyncEventNexus, Event
-
-
-class Collector:
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.events: list[Event] = []
-        self.done = asyncio.Event()
-
-    def __call__(self, event: Event, queue: Any) -> None:
-        self.events.append(event)
-        if len(self.events) >= self.n:
-            self.done.set()
 
 
 async def test_events_cross_in_order() -> None:
@@ -27,13 +17,13 @@ async def test_events_cross_in_order() -> None:
     a_other: list[int] = []
     a.add_handler(-1, lambda e, q: a_other.append(e.id))
     b.add_producer(boundary)
-    collector = Collector(10)
+    collector = Collector()
     b.add_handler(42, collector)
     ta, tb = a.start(), b.start()
     for i in range(10):
         await a.ingest(Event(i, 42, 0, f"p{i}"))
         await a.ingest(Event(100 + i, 7))
-    await asyncio.wait_for(collector.done.wait(), 5)
+    await collector.wait(10)
     assert [e.id for e in collector.events] == list(range(10))
     assert [e.payload for e in collector.events] == [f"p{i}" for i in range(10)]
     await asyncio.wait_for(a.join(), 5)
@@ -49,12 +39,12 @@ async def test_only_registered_types_cross() -> None:
     a.add_handler(42, boundary)
     a.add_handler(-1, lambda e, q: None)
     b.add_producer(boundary)
-    collector = Collector(1)
+    collector = Collector()
     b.add_handler(-1, collector)
     ta, tb = a.start(), b.start()
     await a.ingest(Event(1, 41))
     await a.ingest(Event(2, 42))
-    await asyncio.wait_for(collector.done.wait(), 5)
+    await collector.wait(1)
     await asyncio.wait_for(a.join(), 5)
     await asyncio.wait_for(b.join(), 5)
     a.stop()
@@ -67,7 +57,7 @@ async def test_events_left_in_boundary_dispatched_at_stop() -> None:
     b = AsyncEventNexus()
     boundary = AsyncEventBoundary()
     b.add_producer(boundary)
-    collector = Collector(6)
+    collector = Collector()
     b.add_handler(42, collector)
     tb = b.start()
     await b.ingest(Event(0, 42))
@@ -84,7 +74,7 @@ async def test_events_in_boundary_before_start_dispatched_when_stopped_at_once()
     b = AsyncEventNexus()
     boundary = AsyncEventBoundary()
     b.add_producer(boundary)
-    collector = Collector(3)
+    collector = Collector()
     b.add_handler(42, collector)
     for i in range(3):
         await boundary.handle(Event(i, 42), None)
@@ -100,7 +90,7 @@ async def test_boundary_bounded_slows_sender() -> None:
     boundary = AsyncEventBoundary(maxsize=2)
     a.add_handler(42, boundary)
     b.add_producer(boundary)
-    collector = Collector(20)
+    collector = Collector()
     b.add_handler(42, collector)
     ta = a.start()
     for i in range(3):
@@ -111,7 +101,7 @@ async def test_boundary_bounded_slows_sender() -> None:
     tb = b.start()
     for i in range(3, 20):
         await a.ingest(Event(i, 42))
-    await asyncio.wait_for(collector.done.wait(), 5)
+    await collector.wait(20)
     assert [e.id for e in collector.events] == list(range(20))
     a.stop()
     b.stop()

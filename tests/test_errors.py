@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from support import run_events
 
 from async_nexus import AsyncEventNexus, Event, EventConsumer, errors
 
@@ -13,15 +14,6 @@ from async_nexus import AsyncEventNexus, Event, EventConsumer, errors
 class MyConsumer(EventConsumer):
     def handle(self, event: Any, queue: Any) -> None:
         return None
-
-
-async def run_events(nexus: AsyncEventNexus, *events: Event) -> None:
-    task = nexus.start()
-    for event in events:
-        await nexus.ingest(event)
-    await asyncio.wait_for(nexus.join(), 5)
-    nexus.stop()
-    await asyncio.wait_for(task, 5)
 
 
 def test_consumer_class_not_instance_is_misconfigured() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from support import run_events
+
 import async_nexus
 from async_nexus import AsyncEventNexus, Event, EventConsumer, EventFactory, NamedEvent, errors
 
@@ -100,20 +102,11 @@ def test_nexus_is_event_factory() -> None:
     assert nexus.create_event(None, event_type=3).type == 3
 
 
-async def _run_one(nexus: AsyncEventNexus, *events: Event) -> None:
-    task = nexus.start()
-    for event in events:
-        await nexus.ingest(event)
-    await asyncio.wait_for(nexus.join(), 5)
-    nexus.stop()
-    await asyncio.wait_for(task, 5)
-
-
 async def test_sync_handler_gets_event_and_queue() -> None:
     nexus = AsyncEventNexus()
     seen: list[tuple[Event, Any]] = []
     nexus.add_handler(99, lambda e, q: seen.append((e, q)))
-    await _run_one(nexus, Event(1001, 99, 0, "TEAPOT!"))
+    await run_events(nexus, Event(1001, 99, 0, "TEAPOT!"))
     assert len(seen) == 1
     assert seen[0][0].payload == "TEAPOT!"
     assert isinstance(seen[0][1], asyncio.Queue)
@@ -128,7 +121,7 @@ async def test_async_handler_is_awaited() -> None:
         seen.append(event.id)  # type: ignore[arg-type]
 
     nexus.add_handler(99, handler)
-    await _run_one(nexus, Event(1, 99), Event(2, 99))
+    await run_events(nexus, Event(1, 99), Event(2, 99))
     assert seen == [1, 2]
 
 
@@ -145,7 +138,7 @@ async def test_sync_and_async_filters() -> None:
     nexus.add_filter(sync_filter)
     nexus.add_filter(async_filter)
     nexus.add_handler(5, lambda e, q: handled.append(e.id))
-    await _run_one(nexus, Event(1, 5, 0, "drop-sync"), Event(2, 5, 0, "drop-async"), Event(3, 5, 0, "keep"))
+    await run_events(nexus, Event(1, 5, 0, "drop-sync"), Event(2, 5, 0, "drop-async"), Event(3, 5, 0, "keep"))
     assert handled == [3]
 
 
@@ -169,7 +162,7 @@ async def test_consumer_instance_as_handler() -> None:
     sync, asyn = Sync(), Async()
     nexus.add_handler(1, sync)
     nexus.add_handler(2, asyn)
-    await _run_one(nexus, Event(10, 1), Event(20, 2))
+    await run_events(nexus, Event(10, 1), Event(20, 2))
     assert sync.got == [10]
     assert asyn.got == [20]
 
@@ -179,7 +172,7 @@ async def test_handler_returning_event_dispatches_secondary() -> None:
     got: list[Event] = []
     nexus.add_handler(1, lambda e, q: Event(100, 2, 0, "from-return"))
     nexus.add_handler(2, lambda e, q: got.append(e))
-    await _run_one(nexus, Event(1, 1))
+    await run_events(nexus, Event(1, 1))
     assert [e.payload for e in got] == ["from-return"]
 
 
@@ -189,7 +182,7 @@ async def test_handler_returning_list_and_tuple_of_events() -> None:
     nexus.add_handler(1, lambda e, q: [Event(11, 3), Event(12, 3)])
     nexus.add_handler(2, lambda e, q: (Event(21, 3), Event(22, 3)))
     nexus.add_handler(3, lambda e, q: got.append(e.id))
-    await _run_one(nexus, Event(1, 1), Event(2, 2))
+    await run_events(nexus, Event(1, 1), Event(2, 2))
     assert got == [11, 12, 21, 22]
 
 
@@ -199,7 +192,7 @@ async def test_handler_other_return_values_ignored() -> None:
     nexus.on_error(lambda exc, subject: errs.append(exc))
     nexus.add_handler(1, lambda e, q: "not an event")
     nexus.add_handler(2, lambda e, q: 42)
-    await _run_one(nexus, Event(1, 1), Event(2, 2))
+    await run_events(nexus, Event(1, 1), Event(2, 2))
     assert errs == []
 
 
@@ -213,7 +206,7 @@ async def test_queue_put_and_put_nowait_are_secondary() -> None:
 
     nexus.add_handler(1, emitter)
     nexus.add_handler(2, lambda e, q: got.append(e.id))
-    await _run_one(nexus, Event(1, 1))
+    await run_events(nexus, Event(1, 1))
     assert got == [101, 102]
 
 
@@ -221,7 +214,7 @@ async def test_default_handler_lambda_from_guide() -> None:
     nexus = AsyncEventNexus()
     got: list[Event] = []
     nexus.add_handler(-1, lambda e, q: got.append(e))
-    await _run_one(nexus, Event(1, 7), Event(2, "anything"))
+    await run_events(nexus, Event(1, 7), Event(2, "anything"))
     assert [e.id for e in got] == [1, 2]
 
 

@@ -6,17 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
+from support import run_events
 
 from async_nexus import AsyncEventNexus, Event
-
-
-async def run_events(nexus: AsyncEventNexus, *events: Event) -> None:
-    task = nexus.start()
-    for event in events:
-        await nexus.ingest(event)
-    await asyncio.wait_for(nexus.join(), 5)
-    nexus.stop()
-    await asyncio.wait_for(task, 5)
 
 
 def recorder(log: list[Any], tag: str) -> Any:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from support import Collector, Hook
 
 from async_nexus import (
     AsyncEventNexus,
@@ -19,39 +20,6 @@ from async_nexus import (
     Timer,
     errors,
 )
-
-
-class Hook:
-    """Error hook recording (exception, subject) and signalling the first call."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[BaseException, Any]] = []
-        self.called = asyncio.Event()
-
-    def __call__(self, exc: BaseException, subject: Any, /) -> None:
-        self.calls.append((exc, subject))
-        self.called.set()
-
-
-class Collector:
-    """A handler collecting events; ``wait(n)`` returns once n events have arrived."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, event: Event, queue: Any) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    async def wait(self, n: int, timeout: float = 5) -> list[Event]:
-        async def until() -> None:
-            while len(self.events) < n:
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(until(), timeout)
-        return self.events
 
 
 class CountingConverter(SimpleEventConverter):
