@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from .consumers import EventConsumer
@@ -11,6 +12,9 @@ from .events import Event, EventFactory
 from .sources import EventProducer
 
 __all__ = ["AsyncEventBoundary"]
+
+# An event that crossed, with where the answers go if it is a request.
+_Crossing = tuple[Event, Callable[[Event], object] | None]
 
 
 class AsyncEventBoundary(EventConsumer, EventProducer):
@@ -27,11 +31,15 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
     handler waits, so a slow domain slows the one that feeds it instead of growing memory.
     Events are forwarded while the receiving nexus runs; at its graceful stop whatever is
     still in the boundary is handed over and dispatched there.
+
+    A request (:meth:`AsyncEventNexus.request`) crosses with its way back: the event that
+    a handler on the receiving side returns for it is the answer the sender gets. A
+    second boundary the other way makes a two-way link for ordinary events.
     """
 
     def __init__(self, *, maxsize: int = 1024, event_factory: EventFactory | None = None) -> None:
         EventProducer.__init__(self, event_factory)
-        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self._queue: asyncio.Queue[_Crossing] = asyncio.Queue(maxsize)
         self._closed = False
         self._stopping = False
 
@@ -42,10 +50,12 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
         """
         if self._closed:
             raise self._gone(event)
+        find_route = getattr(queue, "_reply_route", None)
+        crossing = (event, find_route(event) if find_route is not None else None)
         if self._stopping:
-            self._hand_over([event])
+            self._hand_over([crossing])
             return
-        await self._queue.put(event)
+        await self._queue.put(crossing)
         if self._stopping:  # room came from the hand-over itself: follow the others
             self._hand_over([])
 
@@ -58,8 +68,8 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
         # Cancellation while waiting for room is safe: the nexus keeps the event it was
         # offered when a graceful stop cancels its sources.
         while True:
-            event = await self._queue.get()
-            await self.distribute_event(event)
+            event, reply = await self._queue.get()
+            await self.distribute_event(event, reply=reply)
 
     def _on_stop(self) -> None:
         # The receiving nexus is stopping: what the sending side gave us, and gives us
@@ -70,21 +80,21 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
         except LoopStopped:
             pass
 
-    def _hand_over(self, events: list[Event]) -> None:
+    def _hand_over(self, crossings: list[_Crossing]) -> None:
         while not self._queue.empty():
-            events.append(self._queue.get_nowait())
-        if not events:
+            crossings.append(self._queue.get_nowait())
+        if not crossings:
             return
         delivered = False
         for nexus in self.nexuses():
             try:
-                for event in events:
-                    nexus._accept_forced(event)
+                for event, reply in crossings:
+                    nexus._accept_forced(event, reply)
                 delivered = True
             except LoopStopped:
                 continue
         if not delivered:
-            raise self._gone(events[0], len(events))
+            raise self._gone(crossings[0][0], len(crossings))
 
     @staticmethod
     def _gone(event: Event, count: int = 1) -> LoopStopped:

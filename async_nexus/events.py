@@ -8,12 +8,29 @@ import random
 from dataclasses import dataclass
 from typing import Any, ClassVar, Union
 
-__all__ = ["Event", "EventFactory", "EventId", "EventType", "IdStrategy", "NamedEvent"]
+__all__ = [
+    "CORRELATION_ID",
+    "IN_REPLY_TO",
+    "REPLY_TO",
+    "Event",
+    "EventFactory",
+    "EventId",
+    "EventType",
+    "IdStrategy",
+    "NamedEvent",
+]
 
 #: What an event's ``type`` may be: an ``int`` (the guide's style) or a ``str``.
 EventType = Union[int, str]
 #: What an event's ``id`` may be.
 EventId = Union[int, str]
+
+#: Header that ties a request to its answer; :meth:`AsyncEventNexus.request` sets it.
+CORRELATION_ID = "correlation-id"
+#: Header on an answer: the ``correlation-id`` of the request it answers.
+IN_REPLY_TO = "in-reply-to"
+#: Header a transport sets on a request: where the other side sends the answer.
+REPLY_TO = "reply-to"
 
 
 @dataclass(slots=True, eq=True)

@@ -8,9 +8,12 @@ only the handlers that are ``async``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import enum
 import inspect
+import itertools
 import logging
+import secrets
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -18,16 +21,18 @@ from typing import Any, TypeVar
 from .consumers import as_callable
 from .errors import (
     BadCall,
+    DecodeError,
     InvalidLoopState,
     LoopAlreadyStarted,
     LoopStopped,
     MultipleStart,
     NoMoreEvents,
     NotAnEvent,
+    RequestTimeout,
     RunawayChain,
     UnhandledEvent,
 )
-from .events import Event, EventFactory
+from .events import CORRELATION_ID, IN_REPLY_TO, Event, EventFactory
 from .queue import EventQueue
 from .routing import Router
 from .sources import EventProducer, EventSource, SimpleEventConverter
@@ -56,13 +61,29 @@ class NexusState(enum.Enum):
     STOPPED = "stopped"
 
 
-class _Chained:
-    """A secondary event in the queue, with how many handlers led to it."""
+#: Where the answers to a request go: ``route(answer)``.
+ReplyRoute = Callable[[Event], object]
 
-    __slots__ = ("event", "depth")
 
-    def __init__(self, event: Event, depth: int) -> None:
-        self.event, self.depth = event, depth
+class _Item:
+    """An event in the queue with more to it than the event: most events go in bare.
+
+    ``depth``: how many handlers led to a secondary event. ``reply``: where answers go if
+    it is a request. ``done``: called once it is dispatched (transports acknowledge then).
+    ``waiter``: the future of this nexus's own request, failed if handling it fails here.
+    """
+
+    __slots__ = ("event", "depth", "reply", "done", "waiter")
+
+    def __init__(
+        self,
+        event: Event,
+        depth: int = 0,
+        reply: ReplyRoute | None = None,
+        done: Callable[[Event], object] | None = None,
+        waiter: asyncio.Future[Event] | None = None,
+    ) -> None:
+        self.event, self.depth, self.reply, self.done, self.waiter = event, depth, reply, done, waiter
 
 
 class _HandlerQueue(asyncio.Queue):  # type: ignore[type-arg]
@@ -74,6 +95,13 @@ class _HandlerQueue(asyncio.Queue):  # type: ignore[type-arg]
 
     def put_nowait(self, item: Any) -> None:
         self._nexus._emit(item)
+
+    def _reply_route(self, event: Event) -> ReplyRoute | None:
+        """Where answers to ``event`` go, if it is a request being dispatched (for boundaries)."""
+        current = self._nexus._current
+        if current is not None and current.event is event:
+            return current.reply
+        return None
 
     async def put(self, item: Any) -> None:
         self._nexus._emit(item)
@@ -153,6 +181,9 @@ class AsyncEventNexus(EventFactory):
         self._interrupt = False  # leave the dispatch loop at the next event
         self._waiting = False
         self._depth = 0
+        self._current: _Item | None = None  # the item being dispatched, if it is not bare
+        self._requests: dict[str, asyncio.Future[Event]] = {}
+        self._request_ids = (f"{secrets.token_hex(6)}-{n}" for n in itertools.count(1))
         self._joiners: list[asyncio.Future[None]] = []
         self._counts = {"ingested": 0, "dispatched": 0, "filtered": 0, "unhandled": 0, "errors": 0}
 
@@ -297,7 +328,7 @@ class AsyncEventNexus(EventFactory):
         if not self._accepting:
             raise self._refusal("ingest() refused")
         _require_event(event, "ingest() takes")
-        await self._put(event)
+        await self._put(event, event.priority)
 
     def ingest_nowait(self, event: Event) -> None:
         """Queue ``event`` now, or raise :class:`~async_nexus.errors.QueueFull`."""
@@ -307,31 +338,37 @@ class AsyncEventNexus(EventFactory):
         self._queue.put_nowait(event, event.priority)
         self._counts["ingested"] += 1
 
-    async def _ingest_from_source(self, event: Event) -> None:
+    async def _ingest_from_source(
+        self,
+        event: Event,
+        reply: ReplyRoute | None = None,
+        done: Callable[[Event], object] | None = None,
+    ) -> None:
         # Sources may deliver until they are closed, even after stop(): what they obtained
         # before they were stopped is dispatched, not dropped.
         if not self._sources_open:
             raise self._refusal("event from a source refused")
         _require_event(event, "a source must produce")
-        await self._put(event)
+        item = event if reply is None and done is None else _Item(event, 0, reply, done)
+        await self._put(item, event.priority)
 
-    async def _put(self, event: Event) -> None:
+    async def _put(self, item: Event | _Item, priority: int) -> None:
         queue = self._queue
         try:
-            await queue.put(event, event.priority)
+            await queue.put(item, priority)
         except asyncio.CancelledError:
             # A graceful stop cancels sources waiting for room: keep the event they hold.
             if self._sources_open and self._stop_requested:
-                queue.put_forced(event, event.priority)
+                queue.put_forced(item, priority)
                 self._counts["ingested"] += 1
             raise
         self._counts["ingested"] += 1
 
-    def _accept_forced(self, event: Event) -> None:
+    def _accept_forced(self, event: Event, reply: ReplyRoute | None = None) -> None:
         """Queue past the bound; for boundaries flushing what they already took."""
         if not self._sources_open:
             raise self._refusal("event refused")
-        self._queue.put_forced(event, event.priority)
+        self._queue.put_forced(event if reply is None else _Item(event, 0, reply), event.priority)
         self._counts["ingested"] += 1
 
     def _emit(self, event: Any) -> None:
@@ -352,20 +389,101 @@ class AsyncEventNexus(EventFactory):
                 f"secondary events overflow the queue ({len(queue)} queued, maxsize={queue.maxsize}); "
                 "handlers emit events much faster than they are dispatched"
             )
-        queue.put_forced(_Chained(event, depth), event.priority)
+        queue.put_forced(_Item(event, depth), event.priority)
         self._counts["ingested"] += 1
 
     async def _emit_result(self, result: Any) -> None:
-        if isinstance(result, Event):
-            self._emit(result)
-        elif isinstance(result, (list, tuple)):
-            for item in result:
-                self._emit(item)
-        elif inspect.isawaitable(result):
+        if inspect.isawaitable(result):
             # A plain function that returned a coroutine: run it, as the user meant.
             result = await result
-            if result is not None:
-                await self._emit_result(result)
+            if result is None:
+                return
+        if isinstance(result, Event):
+            events: Any = (result,)
+        elif isinstance(result, (list, tuple)):
+            events = result
+        else:
+            return
+        current = self._current
+        if current is not None and current.reply is not None:
+            # What the handler of a request returns is its answer, not a secondary event.
+            for answer in events:
+                _require_event(answer, "the handler of a request can only answer with")
+                current.reply(_answer_to(current.event, answer))
+            return
+        for event in events:
+            self._emit(event)
+
+    # -- request/reply --------------------------------------------------------------
+
+    async def request(self, event: Event, *, timeout: float = 10.0) -> Event:
+        """Dispatch ``event`` as a request and return the answer.
+
+        The answer is the event that a handler of the request returns (or passes to
+        :meth:`reply`), here or in another domain: across a boundary or a transport, the
+        request carries a ``correlation-id`` header and the answer comes back with it in
+        ``in-reply-to``. ``event`` itself is not changed; a copy with the header is sent.
+
+        >>> async def main():
+        ...     async with AsyncEventNexus() as nexus:
+        ...         nexus.add_handler("sum?", lambda e, q: Event(0, "sum", 0, sum(e.payload)))
+        ...         answer = await nexus.request(Event(1, "sum?", 0, [1, 2, 3]))
+        ...         print(answer.payload)
+        >>> asyncio.run(main())
+        6
+
+        :raises RequestTimeout: no answer came within ``timeout`` seconds; nothing waits
+            for it any more, and a late answer is dispatched like any other event.
+        :raises Exception: whatever a handler of the request in this nexus raised, or
+            :class:`~async_nexus.errors.UnhandledEvent` if no handler took it here (the
+            error hook sees it too).
+        """
+        if not self._accepting:
+            raise self._refusal("request() refused")
+        _require_event(event, "request() takes")
+        correlation = next(self._request_ids)
+        request = copy.copy(event)
+        request.headers = {**(event.headers or {}), CORRELATION_ID: correlation}
+        waiter: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._requests[correlation] = waiter
+
+        async def send_and_wait() -> Event:
+            await self._put(_Item(request, 0, self._take_answer, None, waiter), request.priority)
+            return await waiter
+
+        try:
+            return await asyncio.wait_for(send_and_wait(), timeout)
+        except asyncio.TimeoutError:
+            raise RequestTimeout(
+                f"no answer to request {event.id!r} of type {event.type!r} within {timeout} s; "
+                "a handler of that type (here or across a boundary) must return an Event, "
+                "or call nexus.reply(request, answer)"
+            ) from None
+        finally:
+            del self._requests[correlation]
+
+    def reply(self, request: Event, answer: Event) -> None:
+        """Answer ``request`` while handling it, instead of (or besides) returning ``answer``.
+
+        :raises BadCall: ``request`` is not a request that this nexus is dispatching now.
+        """
+        _require_event(answer, "reply() answers with")
+        current = self._current
+        if current is None or current.event is not request or current.reply is None:
+            raise BadCall(
+                f"reply() to event {request.id!r} of type {request.type!r}, which is not a request "
+                "being handled now; call reply() from the handler of a request, before it returns"
+            )
+        current.reply(_answer_to(request, answer))
+
+    def _take_answer(self, answer: Event) -> None:
+        """The reply route of this nexus's own requests."""
+        waiter = self._requests.get((answer.headers or {}).get(IN_REPLY_TO, ""))
+        if waiter is not None and not waiter.done():
+            waiter.set_result(answer)
+        else:
+            # Too late, or a second answer: dispatched like any event, so it is not lost.
+            self._accept_forced(answer)
 
     # -- the loop -------------------------------------------------------------------
 
@@ -435,6 +553,7 @@ class AsyncEventNexus(EventFactory):
         handler_queue = self._handler_queue
         counts = self._counts
         report = self._report
+        requests = self._requests
         while True:
             if not len(queue):
                 if self._stop_requested or self._halted:
@@ -453,13 +572,17 @@ class AsyncEventNexus(EventFactory):
             if self._interrupt:
                 return
             item = get()
-            if item.__class__ is _Chained:
+            if item.__class__ is _Item:
+                self._current = current = item
                 self._depth = item.depth
                 event = item.event
             else:
+                current = None
                 self._depth = 0
                 event = item
             counts["dispatched"] += 1
+            if requests and event.headers and self._answers_request(event):
+                continue
             for function, is_async in router.filters:
                 try:
                     consumed = function(event, handler_queue)
@@ -493,6 +616,22 @@ class AsyncEventNexus(EventFactory):
                             await self._emit_result(result)
                     except Exception as exc:
                         await report(exc, event)
+            if current is not None:
+                self._current = None
+                if current.done is not None:
+                    try:
+                        current.done(event)
+                    except Exception as exc:
+                        await report(exc, current.done)
+
+    def _answers_request(self, event: Event) -> bool:
+        """Hand an answer that arrived from a transport to the request() waiting for it."""
+        headers = event.headers or {}
+        waiter = self._requests.get(headers.get(IN_REPLY_TO, ""))
+        if waiter is None or waiter.done():
+            return False
+        waiter.set_result(event)
+        return True
 
     def _wake_joiners(self) -> None:
         joiners, self._joiners = self._joiners, []
@@ -571,7 +710,12 @@ class AsyncEventNexus(EventFactory):
     async def _pump(self, converter: SimpleEventConverter) -> None:
         try:
             while True:
-                event = await converter.obtain_event()
+                try:
+                    event = await converter.obtain_event()
+                except DecodeError as exc:
+                    # Bad input, not a broken source: report it and go on pumping.
+                    await self._report(exc, converter)
+                    continue
                 await self._ingest_from_source(event)
         except NoMoreEvents:
             pass
@@ -639,6 +783,10 @@ class AsyncEventNexus(EventFactory):
     async def _report(self, exc: BaseException, subject: Any) -> None:
         counts = self._counts
         counts["errors"] += 1
+        current = self._current
+        if current is not None and current.waiter is not None and subject is current.event:
+            if not current.waiter.done():
+                current.waiter.set_exception(exc)  # request() raises it at once
         if self._fail_fast:
             if self._failure is None:
                 self._failure = exc
@@ -742,6 +890,16 @@ class AsyncEventNexus(EventFactory):
         finally:
             for signum in installed:
                 loop.remove_signal_handler(signum)
+
+
+def _answer_to(request: Event, answer: Event) -> Event:
+    """A copy of ``answer`` that says which request it answers."""
+    correlation = (request.headers or {}).get(CORRELATION_ID)
+    if correlation is None:
+        return answer
+    answer = copy.copy(answer)
+    answer.headers = {**(answer.headers or {}), IN_REPLY_TO: correlation}
+    return answer
 
 
 async def _await(awaitable: Awaitable[Any]) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import abc
 import asyncio
 import enum
+import logging
 import weakref
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from .errors import LoopStopped, MisconfiguredEventProducer, NoMoreEvents
@@ -20,6 +21,8 @@ from .events import Event, EventFactory, EventType
 
 if TYPE_CHECKING:
     from .nexus import AsyncEventNexus
+
+_logger = logging.getLogger("async_nexus")
 
 __all__ = [
     "EventConverter",
@@ -146,10 +149,23 @@ class EventProducer(EventSource):
     def _on_stop(self) -> None:
         """Called by a stopping nexus after it cancelled :meth:`start`, before it drains."""
 
-    async def distribute_event(self, event: Event) -> int:
+    async def distribute_event(
+        self,
+        event: Event,
+        *,
+        on_dispatched: Callable[[Event], object] | None = None,
+        reply: Callable[[Event], object] | None = None,
+    ) -> int:
         """Ingest ``event`` into every registered nexus, waiting where a queue is full.
 
         A nexus that has stopped is skipped. Returns how many nexuses took the event.
+
+        The keywords serve transports. ``on_dispatched(event)`` is called, in the loop of
+        the nexus, once the event has been dispatched (handled, filtered, or its failure
+        reported) in every nexus that took it; never when it was not dispatched (refused,
+        cut off by the drain timeout, or lost to a hard stop), which is what lets a
+        transport acknowledge only what was really delivered. ``reply(answer)`` is where
+        answers go when the event is a request (see :meth:`AsyncEventNexus.request`).
 
         :raises MisconfiguredEventProducer: when no nexus is registered.
         """
@@ -159,14 +175,50 @@ class EventProducer(EventSource):
                 f"{self!r} distributed an event but is registered with no nexus; "
                 "add it with nexus.add_producer() first"
             )
+        done = on_dispatched
+        countdown = None
+        if on_dispatched is not None and len(nexuses) > 1:
+            countdown = done = _Countdown(on_dispatched)
         accepted = 0
         for nexus in nexuses:
+            if countdown is not None:
+                countdown.pending += 1
             try:
-                await nexus._ingest_from_source(event)
+                await nexus._ingest_from_source(event, reply, done)
             except LoopStopped:
+                if countdown is not None:
+                    countdown.pending -= 1
                 continue
             accepted += 1
+        if countdown is not None and accepted:
+            countdown(event)  # the guard: no call before every nexus had the event
         return accepted
+
+    async def report(self, exc: BaseException) -> None:
+        """Send ``exc`` to the error hook of every registered nexus, naming this producer.
+
+        For failures that are not fatal to the producer, such as a malformed message.
+        """
+        nexuses = self.nexuses()
+        if not nexuses:
+            _logger.error("async_nexus: %r failed, and no nexus is registered", self, exc_info=exc)
+        for nexus in nexuses:
+            await nexus._report(exc, self)
+
+
+class _Countdown:
+    """Calls ``callback`` once every nexus that took an event has dispatched it."""
+
+    __slots__ = ("callback", "pending")
+
+    def __init__(self, callback: Callable[[Event], object]) -> None:
+        self.callback = callback
+        self.pending = 1  # the guard, released when distribution is over
+
+    def __call__(self, event: Event) -> None:
+        self.pending -= 1
+        if not self.pending:
+            self.callback(event)
 
 
 class TimerType(enum.Enum):
