@@ -89,7 +89,7 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
         for nexus in self.nexuses():
             try:
                 for event, reply in crossings:
-                    nexus._accept_forced(event, reply)
+                    nexus._accept_forced(event, reply, self)
                 delivered = True
             except LoopStopped:
                 continue

@@ -15,8 +15,10 @@ import itertools
 import logging
 import secrets
 import signal
+import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .consumers import as_callable
 from .errors import (
@@ -37,7 +39,7 @@ from .queue import EventQueue
 from .routing import Router
 from .sources import EventProducer, EventSource, SimpleEventConverter
 
-__all__ = ["AsyncEventNexus", "NexusState", "ErrorHook"]
+__all__ = ["AsyncEventNexus", "DispatchTracer", "ErrorHook", "NexusState", "ReplyRoute"]
 
 logger = logging.getLogger("async_nexus")
 
@@ -63,6 +65,25 @@ class NexusState(enum.Enum):
 
 #: Where the answers to a request go: ``route(answer)``.
 ReplyRoute = Callable[[Event], object]
+
+
+class DispatchTracer(Protocol):
+    """What tracing (:mod:`async_nexus.tracing`) plugs into the loop; nothing else is traced."""
+
+    def start(self, event: Event) -> Any:
+        """Begin the dispatch of ``event``; returns the span."""
+
+    def filtered(self, span: Any) -> None:
+        """A filter consumed the event."""
+
+    def failed(self, span: Any, exc: BaseException) -> None:
+        """A failure was reported while the event was being dispatched."""
+
+    def end(self, span: Any) -> None:
+        """The dispatch is over."""
+
+    def inject(self, event: Event) -> None:
+        """Put the current trace context into ``event.headers`` (it is being queued)."""
 
 
 class _Item:
@@ -143,6 +164,44 @@ class AsyncEventNexus(EventFactory):
         the next one is refused with :class:`~async_nexus.errors.RunawayChain`.
     """
 
+    # Slots: the loop reads these attributes for every event.
+    __slots__ = (
+        "_queue",
+        "_router",
+        "_handler_queue",
+        "_state",
+        "_fail_fast",
+        "_drain_timeout",
+        "_max_chain",
+        "_error_hook",
+        "_failure",
+        "_converters",
+        "_producers",
+        "_source_tasks",
+        "_task",
+        "_accepting",
+        "_sources_open",
+        "_stop_requested",
+        "_halted",
+        "_interrupt",
+        "_waiting",
+        "_depth",
+        "_current",
+        "_requests",
+        "_request_ids",
+        "_joiners",
+        "_counts",
+        "_dispatched",
+        "_filtered",
+        "_unhandled",
+        "_failed",
+        "_by_source",
+        "_started_at",
+        "_stopped_at",
+        "_tracer",
+        "_span",
+    )
+
     READY = NexusState.READY
     STARTING = NexusState.STARTING
     LOOPING = NexusState.LOOPING
@@ -185,7 +244,17 @@ class AsyncEventNexus(EventFactory):
         self._requests: dict[str, asyncio.Future[Event]] = {}
         self._request_ids = (f"{secrets.token_hex(6)}-{n}" for n in itertools.count(1))
         self._joiners: list[asyncio.Future[None]] = []
-        self._counts = {"ingested": 0, "dispatched": 0, "filtered": 0, "unhandled": 0, "errors": 0}
+        self._counts = {"ingested": 0, "secondary": 0, "errors": 0}
+        # Per type: the loop pays one dict update per event, totals are summed on demand.
+        self._dispatched: dict[Any, int] = {}  # plain dict: the interpreter's fast path
+        self._filtered: defaultdict[Any, int] = defaultdict(int)
+        self._unhandled: defaultdict[Any, int] = defaultdict(int)
+        self._failed: defaultdict[Any, int] = defaultdict(int)
+        self._by_source: defaultdict[EventSource, int] = defaultdict(int)
+        self._started_at: float | None = None
+        self._stopped_at: float | None = None
+        self._tracer: DispatchTracer | None = None
+        self._span: Any = None
 
     # -- state ----------------------------------------------------------------------
 
@@ -328,6 +397,8 @@ class AsyncEventNexus(EventFactory):
         if not self._accepting:
             raise self._refusal("ingest() refused")
         _require_event(event, "ingest() takes")
+        if self._tracer is not None:
+            self._tracer.inject(event)
         await self._put(event, event.priority)
 
     def ingest_nowait(self, event: Event) -> None:
@@ -335,6 +406,8 @@ class AsyncEventNexus(EventFactory):
         if not self._accepting:
             raise self._refusal("ingest_nowait() refused")
         _require_event(event, "ingest_nowait() takes")
+        if self._tracer is not None:
+            self._tracer.inject(event)
         self._queue.put_nowait(event, event.priority)
         self._counts["ingested"] += 1
 
@@ -343,6 +416,7 @@ class AsyncEventNexus(EventFactory):
         event: Event,
         reply: ReplyRoute | None = None,
         done: Callable[[Event], object] | None = None,
+        source: EventSource | None = None,
     ) -> None:
         # Sources may deliver until they are closed, even after stop(): what they obtained
         # before they were stopped is dispatched, not dropped.
@@ -351,6 +425,8 @@ class AsyncEventNexus(EventFactory):
         _require_event(event, "a source must produce")
         item = event if reply is None and done is None else _Item(event, 0, reply, done)
         await self._put(item, event.priority)
+        if source is not None:
+            self._by_source[source] += 1
 
     async def _put(self, item: Event | _Item, priority: int) -> None:
         queue = self._queue
@@ -364,12 +440,16 @@ class AsyncEventNexus(EventFactory):
             raise
         self._counts["ingested"] += 1
 
-    def _accept_forced(self, event: Event, reply: ReplyRoute | None = None) -> None:
+    def _accept_forced(
+        self, event: Event, reply: ReplyRoute | None = None, source: EventSource | None = None
+    ) -> None:
         """Queue past the bound; for boundaries flushing what they already took."""
         if not self._sources_open:
             raise self._refusal("event refused")
         self._queue.put_forced(event if reply is None else _Item(event, 0, reply), event.priority)
         self._counts["ingested"] += 1
+        if source is not None:
+            self._by_source[source] += 1
 
     def _emit(self, event: Any) -> None:
         """Queue a secondary event from a handler: past the bound, but not without limit."""
@@ -389,8 +469,11 @@ class AsyncEventNexus(EventFactory):
                 f"secondary events overflow the queue ({len(queue)} queued, maxsize={queue.maxsize}); "
                 "handlers emit events much faster than they are dispatched"
             )
+        if self._tracer is not None:
+            self._tracer.inject(event)
         queue.put_forced(_Item(event, depth), event.priority)
         self._counts["ingested"] += 1
+        self._counts["secondary"] += 1
 
     async def _emit_result(self, result: Any) -> None:
         if inspect.isawaitable(result):
@@ -523,6 +606,7 @@ class AsyncEventNexus(EventFactory):
             )
 
     async def _loop(self) -> None:
+        self._started_at = time.monotonic()
         try:
             if not self._stop_requested:
                 self._state = NexusState.LOOPING
@@ -541,6 +625,7 @@ class AsyncEventNexus(EventFactory):
             raise
         finally:
             self._state = NexusState.STOPPED
+            self._stopped_at = time.monotonic()
             self._accepting = self._sources_open = False
             self._wake_joiners()
         if self._failure is not None:
@@ -551,9 +636,11 @@ class AsyncEventNexus(EventFactory):
         get = queue.get_nowait
         router = self._router
         handler_queue = self._handler_queue
-        counts = self._counts
+        dispatched = self._dispatched
         report = self._report
         requests = self._requests
+        tracer = self._tracer
+        span = None
         while True:
             if not len(queue):
                 if self._stop_requested or self._halted:
@@ -568,6 +655,7 @@ class AsyncEventNexus(EventFactory):
                     await queue.wait_not_empty()
                 finally:
                     self._waiting = False
+                tracer = self._tracer
                 continue
             if self._interrupt:
                 return
@@ -580,9 +668,14 @@ class AsyncEventNexus(EventFactory):
                 current = None
                 self._depth = 0
                 event = item
-            counts["dispatched"] += 1
+            try:
+                dispatched[event.type] += 1
+            except KeyError:
+                dispatched[event.type] = 1
             if requests and event.headers and self._answers_request(event):
                 continue
+            if tracer is not None:
+                self._span = span = tracer.start(event)
             for function, is_async in router.filters:
                 try:
                     consumed = function(event, handler_queue)
@@ -592,12 +685,14 @@ class AsyncEventNexus(EventFactory):
                     await report(exc, event)
                     continue
                 if consumed:
-                    counts["filtered"] += 1
+                    self._filtered[event.type] += 1
+                    if span is not None:
+                        tracer.filtered(span)  # type: ignore[union-attr]
                     break
             else:
                 route = router.route(event.type)
                 if not route:
-                    counts["unhandled"] += 1
+                    self._unhandled[event.type] += 1
                     await report(
                         UnhandledEvent(
                             f"no handler for event type {event.type!r} (event id {event.id!r}) and "
@@ -616,6 +711,10 @@ class AsyncEventNexus(EventFactory):
                             await self._emit_result(result)
                     except Exception as exc:
                         await report(exc, event)
+            if span is not None:
+                self._span = None
+                tracer.end(span)  # type: ignore[union-attr]
+                span = None
             if current is not None:
                 self._current = None
                 if current.done is not None:
@@ -716,7 +815,7 @@ class AsyncEventNexus(EventFactory):
                     # Bad input, not a broken source: report it and go on pumping.
                     await self._report(exc, converter)
                     continue
-                await self._ingest_from_source(event)
+                await self._ingest_from_source(event, source=converter)
         except NoMoreEvents:
             pass
         except LoopStopped:
@@ -783,6 +882,10 @@ class AsyncEventNexus(EventFactory):
     async def _report(self, exc: BaseException, subject: Any) -> None:
         counts = self._counts
         counts["errors"] += 1
+        if isinstance(subject, Event) and not isinstance(exc, UnhandledEvent):
+            self._failed[subject.type] += 1
+        if self._span is not None:
+            self._tracer.failed(self._span, exc)  # type: ignore[union-attr]
         current = self._current
         if current is not None and current.waiter is not None and subject is current.event:
             if not current.waiter.done():
@@ -811,9 +914,45 @@ class AsyncEventNexus(EventFactory):
 
     # -- whole-program helpers ------------------------------------------------------
 
-    def stats(self) -> dict[str, int]:
-        """Counts since creation: ingested, dispatched, filtered, unhandled, errors; queue depth."""
-        return {**self._counts, "queued": len(self._queue), "high_water": self._queue.high_water}
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of what the nexus has done, cheap enough to take every second.
+
+        ``ingested`` (accepted into the queue, secondary events included), ``dispatched``,
+        ``filtered``, ``unhandled``, ``failed`` (events whose handling raised), ``errors``
+        (every report to the error hook, sources' included), ``queued`` and its
+        ``high_water`` mark, ``uptime`` (seconds the loop has run), ``by_type`` (the
+        per-event counts for each type) and ``by_source`` (events accepted from each
+        source; ``"ingest()"`` for direct calls, ``"secondary"`` for handlers' events).
+
+        >>> AsyncEventNexus().stats()["dispatched"]
+        0
+        """
+        per_type = {
+            "dispatched": self._dispatched,
+            "filtered": self._filtered,
+            "unhandled": self._unhandled,
+            "failed": self._failed,
+        }
+        by_type: dict[Any, dict[str, int]] = {}
+        for name, counts in per_type.items():
+            for event_type, count in list(counts.items()):
+                by_type.setdefault(event_type, dict.fromkeys(per_type, 0))[name] = count
+        ingested, secondary = self._counts["ingested"], self._counts["secondary"]
+        by_source = {repr(source): count for source, count in list(self._by_source.items())}
+        by_source["secondary"] = secondary
+        by_source["ingest()"] = ingested - sum(by_source.values())
+        started, stopped = self._started_at, self._stopped_at
+        uptime = 0.0 if started is None else (stopped or time.monotonic()) - started
+        return {
+            "ingested": ingested,
+            **{name: sum(counts.values()) for name, counts in per_type.items()},
+            "errors": self._counts["errors"],
+            "queued": len(self._queue),
+            "high_water": self._queue.high_water,
+            "uptime": uptime,
+            "by_type": by_type,
+            "by_source": by_source,
+        }
 
     def cleanup(self) -> None:
         """Close every source and forget every registration.

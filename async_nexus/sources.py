@@ -184,7 +184,7 @@ class EventProducer(EventSource):
             if countdown is not None:
                 countdown.pending += 1
             try:
-                await nexus._ingest_from_source(event, reply, done)
+                await nexus._ingest_from_source(event, reply, done, self)
             except LoopStopped:
                 if countdown is not None:
                     countdown.pending -= 1
