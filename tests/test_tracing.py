@@ -1,0 +1,102 @@
+"""OpenTelemetry tracing: a span per dispatch, trace context carried in headers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+from support import Collector
+
+from async_nexus import AsyncEventBoundary, AsyncEventNexus, Event
+from async_nexus.tracing import instrument, uninstrument
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> TracerProvider:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+async def test_each_dispatch_is_a_span_with_its_outcome(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    nexus = AsyncEventNexus()
+    nexus.on_error(lambda exc, subject: None)
+    instrument(nexus, tracer_provider=provider)
+    nexus.add_filter(lambda e, q: e.type == "spam")
+    nexus.add_handler("ok", lambda e, q: None)
+
+    def broken(event: Event, queue: Any) -> None:
+        raise ValueError("broken handler")
+
+    nexus.add_handler("bad", broken)
+    async with nexus:
+        for i, kind in enumerate(("ok", "spam", "bad", "nobody")):
+            await nexus.ingest(Event(i, kind))
+        await asyncio.wait_for(nexus.join(), 5)
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    assert set(spans) == {"dispatch ok", "dispatch spam", "dispatch bad", "dispatch nobody"}
+    outcomes = {name: (span.attributes or {})["async_nexus.outcome"] for name, span in spans.items()}
+    assert outcomes == {
+        "dispatch ok": "handled",
+        "dispatch spam": "filtered",
+        "dispatch bad": "failed",
+        "dispatch nobody": "unhandled",
+    }
+    bad = spans["dispatch bad"]
+    assert bad.status.status_code is StatusCode.ERROR
+    assert [e.attributes["exception.message"] for e in bad.events if e.attributes] == ["broken handler"]
+    assert spans["dispatch ok"].attributes and spans["dispatch ok"].attributes["async_nexus.event.id"] == "0"
+    # unrelated events are separate traces
+    assert len({span.context.trace_id for span in spans.values()}) == 4
+
+
+async def test_one_trace_across_a_boundary_and_secondary_events(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    front, back = AsyncEventNexus(), AsyncEventNexus()
+    instrument(front, tracer_provider=provider)
+    instrument(back, tracer_provider=provider)
+    boundary = AsyncEventBoundary()
+    front.add_handler("order", lambda e, q: Event(0, "audit"))
+    front.add_handler("audit", boundary)
+    back.add_producer(boundary)
+    collector = Collector()
+    back.add_handler("audit", collector)
+    async with back, front:
+        await front.ingest(Event(1, "order"))
+        await collector.wait(1)
+    finished = exporter.get_finished_spans()
+    assert sorted(s.name for s in finished) == ["dispatch audit", "dispatch audit", "dispatch order"]
+    assert len({span.context.trace_id for span in finished}) == 1
+    (order,) = (s for s in finished if s.name == "dispatch order")
+    (front_audit,) = (s for s in finished if s.parent and s.parent.span_id == order.context.span_id)
+    (back_audit,) = (s for s in finished if s.parent and s.parent.span_id == front_audit.context.span_id)
+    assert back_audit.name == "dispatch audit"
+    assert collector.events[0].headers and "traceparent" in collector.events[0].headers
+
+
+async def test_uninstrumented_nexus_leaves_headers_alone(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    nexus = AsyncEventNexus()
+    instrument(nexus, tracer_provider=provider)
+    uninstrument(nexus)
+    collector = Collector()
+    nexus.add_handler(1, collector)
+    async with nexus:
+        await nexus.ingest(Event(1, 1))
+        await collector.wait(1)
+    assert collector.events[0].headers is None
+    assert exporter.get_finished_spans() == ()
