@@ -30,6 +30,7 @@ from .errors import (
     MultipleStart,
     NoMoreEvents,
     NotAnEvent,
+    QueueFull,
     RequestTimeout,
     RunawayChain,
     UnhandledEvent,
@@ -244,7 +245,7 @@ class AsyncEventNexus(EventFactory):
         self._requests: dict[str, asyncio.Future[Event]] = {}
         self._request_ids = (f"{secrets.token_hex(6)}-{n}" for n in itertools.count(1))
         self._joiners: list[asyncio.Future[None]] = []
-        self._counts = {"ingested": 0, "secondary": 0, "errors": 0}
+        self._counts = {"secondary": 0, "errors": 0}
         # Per type: the loop pays one dict update per event, totals are summed on demand.
         self._dispatched: dict[Any, int] = {}  # plain dict: the interpreter's fast path
         self._filtered: defaultdict[Any, int] = defaultdict(int)
@@ -399,7 +400,10 @@ class AsyncEventNexus(EventFactory):
         _require_event(event, "ingest() takes")
         if self._tracer is not None:
             self._tracer.inject(event)
-        await self._put(event, event.priority)
+        try:
+            self._queue.put_nowait(event, event.priority)  # no task switch while there is room
+        except QueueFull:
+            await self._put(event, event.priority)
 
     def ingest_nowait(self, event: Event) -> None:
         """Queue ``event`` now, or raise :class:`~async_nexus.errors.QueueFull`."""
@@ -409,7 +413,6 @@ class AsyncEventNexus(EventFactory):
         if self._tracer is not None:
             self._tracer.inject(event)
         self._queue.put_nowait(event, event.priority)
-        self._counts["ingested"] += 1
 
     async def _ingest_from_source(
         self,
@@ -436,9 +439,7 @@ class AsyncEventNexus(EventFactory):
             # A graceful stop cancels sources waiting for room: keep the event they hold.
             if self._sources_open and self._stop_requested:
                 queue.put_forced(item, priority)
-                self._counts["ingested"] += 1
             raise
-        self._counts["ingested"] += 1
 
     def _accept_forced(
         self, event: Event, reply: ReplyRoute | None = None, source: EventSource | None = None
@@ -447,7 +448,6 @@ class AsyncEventNexus(EventFactory):
         if not self._sources_open:
             raise self._refusal("event refused")
         self._queue.put_forced(event if reply is None else _Item(event, 0, reply), event.priority)
-        self._counts["ingested"] += 1
         if source is not None:
             self._by_source[source] += 1
 
@@ -472,7 +472,6 @@ class AsyncEventNexus(EventFactory):
         if self._tracer is not None:
             self._tracer.inject(event)
         queue.put_forced(_Item(event, depth), event.priority)
-        self._counts["ingested"] += 1
         self._counts["secondary"] += 1
 
     async def _emit_result(self, result: Any) -> None:
@@ -635,6 +634,7 @@ class AsyncEventNexus(EventFactory):
         queue = self._queue
         get = queue.get_nowait
         router = self._router
+        routes = router.cache
         handler_queue = self._handler_queue
         dispatched = self._dispatched
         report = self._report
@@ -642,7 +642,7 @@ class AsyncEventNexus(EventFactory):
         tracer = self._tracer
         span = None
         while True:
-            if not len(queue):
+            if not queue.size:
                 if self._stop_requested or self._halted:
                     if queue.blocked_putters and not self._halted:
                         await asyncio.sleep(0)  # let woken ingests land before we leave
@@ -690,7 +690,10 @@ class AsyncEventNexus(EventFactory):
                         tracer.filtered(span)  # type: ignore[union-attr]
                     break
             else:
-                route = router.route(event.type)
+                try:
+                    route = routes[event.type]
+                except KeyError:
+                    route = router.route(event.type)
                 if not route:
                     self._unhandled[event.type] += 1
                     await report(
@@ -937,7 +940,9 @@ class AsyncEventNexus(EventFactory):
         for name, counts in per_type.items():
             for event_type, count in list(counts.items()):
                 by_type.setdefault(event_type, dict.fromkeys(per_type, 0))[name] = count
-        ingested, secondary = self._counts["ingested"], self._counts["secondary"]
+        # Everything accepted is either dispatched or still queued: no counter on ingest.
+        ingested = sum(self._dispatched.values()) + len(self._queue)
+        secondary = self._counts["secondary"]
         by_source = {repr(source): count for source, count in list(self._by_source.items())}
         by_source["secondary"] = secondary
         by_source["ingest()"] = ingested - sum(by_source.values())

@@ -28,7 +28,7 @@ class EventQueue:
         "maxsize",
         "_buckets",
         "_priorities",
-        "_size",
+        "size",
         "_putters",
         "_blocked",
         "_getter",
@@ -42,7 +42,8 @@ class EventQueue:
         # One FIFO per priority; a heap holds the priorities that have a non-empty FIFO.
         self._buckets: dict[int, deque[Any]] = {}
         self._priorities: list[int] = []
-        self._size = 0
+        #: How many items are queued (read it, never set it; ``len()`` says the same).
+        self.size = 0
         self._putters: deque[asyncio.Future[None]] = deque()
         self._blocked = 0
         self._getter: asyncio.Future[None] | None = None
@@ -50,7 +51,7 @@ class EventQueue:
         self.high_water = 0
 
     def __len__(self) -> int:
-        return self._size
+        return self.size
 
     @property
     def blocked_putters(self) -> int:
@@ -64,23 +65,32 @@ class EventQueue:
         if not bucket:
             heapq.heappush(self._priorities, priority)
         bucket.append(item)
-        self._size = size = self._size + 1
+        self.size = size = self.size + 1
         if size > self.high_water:
             self.high_water = size
-        getter = self._getter
-        if getter is not None:
-            self._getter = None
-            if not getter.done():
-                getter.set_result(None)
+        if self._getter is not None:
+            self.wake()
 
     def put_nowait(self, item: Any, priority: int) -> None:
         """Queue ``item`` now, or raise :class:`~async_nexus.errors.QueueFull`."""
-        if 0 < self.maxsize <= self._size:
+        size = self.size
+        if 0 < self.maxsize <= size:
             raise QueueFull(
-                f"the nexus queue is full ({self._size} of maxsize={self.maxsize}); "
+                f"the nexus queue is full ({size} of maxsize={self.maxsize}); "
                 "use 'await nexus.ingest(event)' to wait for room, or raise maxsize"
             )
-        self._append(item, priority)
+        # _append, written out: this is the path of every ingested event.
+        bucket = self._buckets.get(priority)
+        if bucket is None:
+            bucket = self._buckets[priority] = deque()
+        if not bucket:
+            heapq.heappush(self._priorities, priority)
+        bucket.append(item)
+        self.size = size = size + 1
+        if size > self.high_water:
+            self.high_water = size
+        if self._getter is not None:
+            self.wake()
 
     def put_forced(self, item: Any, priority: int) -> None:
         """Queue ``item`` now, past the bound if need be."""
@@ -88,11 +98,11 @@ class EventQueue:
 
     async def put(self, item: Any, priority: int) -> None:
         """Queue ``item``, waiting while the queue is full."""
-        if 0 < self.maxsize <= self._size:
+        if 0 < self.maxsize <= self.size:
             loop = asyncio.get_running_loop()
             self._blocked += 1
             try:
-                while 0 < self.maxsize <= self._size:
+                while 0 < self.maxsize <= self.size:
                     putter = loop.create_future()
                     self._putters.append(putter)
                     try:
@@ -124,14 +134,14 @@ class EventQueue:
         item = bucket.popleft()
         if not bucket:
             heapq.heappop(priorities)
-        self._size = size = self._size - 1
+        self.size = size = self.size - 1
         if self._putters and size < self.maxsize:
             self._wake_putter()
         return item
 
     async def wait_not_empty(self) -> None:
         """Wait until something is queued (or :meth:`wake` is called)."""
-        if self._size:
+        if self.size:
             return
         getter = asyncio.get_running_loop().create_future()
         self._getter = getter

@@ -65,7 +65,9 @@ class Router:
         self._exact: dict[object, list[_Entry]] = {}
         self._ranges: list[_Range] = []
         self._patterns: list[_Pattern] = []
-        self._cache: dict[object, Route] = {}
+        #: Resolved routes by type; the loop reads it directly. Registration clears it
+        #: in place (the dict object stays the same).
+        self.cache: dict[object, Route] = {}
 
     # -- registration ---------------------------------------------------------------
 
@@ -133,7 +135,7 @@ class Router:
                 "several handlers for one type, or register an EventFanout"
             )
         entries.append((handler, function, is_async))
-        self._cache.clear()
+        self.cache.clear()
 
     def remove_handler(self, spec: object, handler: object) -> None:
         """Remove ``handler`` registered for ``spec``; :class:`LookupError` if it is not."""
@@ -150,7 +152,7 @@ class Router:
                 self._ranges = [r for r in self._ranges if r.entries]
             else:
                 self._patterns = [p for p in self._patterns if p.entries]
-        self._cache.clear()
+        self.cache.clear()
 
     def add_filter(self, filter: object) -> None:
         """Append ``filter`` to the filters; see :meth:`AsyncEventNexus.add_filter`."""
@@ -173,20 +175,20 @@ class Router:
         self._exact.clear()
         self._ranges.clear()
         self._patterns.clear()
-        self._cache.clear()
+        self.cache.clear()
 
     # -- resolution -------------------------------------------------------------------
 
     def route(self, event_type: object) -> Route:
         """The handlers for ``event_type``: ``()`` when it is unhandled. Cached per type."""
         try:
-            return self._cache[event_type]
+            return self.cache[event_type]
         except KeyError:
             pass
         route = tuple((f, a) for _, f, a in self._resolve(event_type))
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[event_type] = route
+        if len(self.cache) >= _CACHE_LIMIT:
+            self.cache.clear()
+        self.cache[event_type] = route
         return route
 
     def _resolve(self, event_type: object) -> list[_Entry]:
