@@ -18,6 +18,7 @@ import signal
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from heapq import heappop
 from typing import Any, Protocol, TypeVar
 
 from .consumers import as_callable
@@ -186,7 +187,6 @@ class AsyncEventNexus(EventFactory):
         "_halted",
         "_interrupt",
         "_waiting",
-        "_depth",
         "_current",
         "_requests",
         "_request_ids",
@@ -240,7 +240,6 @@ class AsyncEventNexus(EventFactory):
         self._halted = False  # drain timeout or fail_fast: dispatch nothing more
         self._interrupt = False  # leave the dispatch loop at the next event
         self._waiting = False
-        self._depth = 0
         self._current: _Item | None = None  # the item being dispatched, if it is not bare
         self._requests: dict[str, asyncio.Future[Event]] = {}
         self._request_ids = (f"{secrets.token_hex(6)}-{n}" for n in itertools.count(1))
@@ -397,7 +396,8 @@ class AsyncEventNexus(EventFactory):
         """
         if not self._accepting:
             raise self._refusal("ingest() refused")
-        _require_event(event, "ingest() takes")
+        if not isinstance(event, Event):
+            _require_event(event, "ingest() takes")
         if self._tracer is not None:
             self._tracer.inject(event)
         try:
@@ -456,7 +456,8 @@ class AsyncEventNexus(EventFactory):
         _require_event(event, "a handler can only queue")
         if self._state is NexusState.STOPPED:
             raise self._refusal("secondary event refused")
-        depth = self._depth + 1
+        current = self._current
+        depth = 1 if current is None else current.depth + 1
         if depth > self._max_chain:
             raise RunawayChain(
                 f"event {event.id!r} of type {event.type!r} would be the {depth}th secondary event "
@@ -632,7 +633,7 @@ class AsyncEventNexus(EventFactory):
 
     async def _dispatch_until_stopped(self) -> None:
         queue = self._queue
-        get = queue.get_nowait
+        buckets, priorities, putters = queue.buckets, queue.priorities, queue.putters
         router = self._router
         routes = router.cache
         handler_queue = self._handler_queue
@@ -659,19 +660,27 @@ class AsyncEventNexus(EventFactory):
                 continue
             if self._interrupt:
                 return
-            item = get()
+            # Take the most urgent item, as EventQueue lays them out: one FIFO per
+            # priority, a heap of the priorities in use. Written out, not called: this
+            # runs for every event.
+            bucket = buckets[priorities[0]]
+            item = bucket.popleft()
+            if not bucket:
+                heappop(priorities)
+            queue.size -= 1
+            if putters and queue.size < queue.maxsize:
+                queue.wake_putter()
             if item.__class__ is _Item:
                 self._current = current = item
-                self._depth = item.depth
                 event = item.event
             else:
                 current = None
-                self._depth = 0
                 event = item
+            event_type = event.type
             try:
-                dispatched[event.type] += 1
+                dispatched[event_type] += 1
             except KeyError:
-                dispatched[event.type] = 1
+                dispatched[event_type] = 1
             if requests and event.headers and self._answers_request(event):
                 continue
             if tracer is not None:
@@ -691,9 +700,9 @@ class AsyncEventNexus(EventFactory):
                     break
             else:
                 try:
-                    route = routes[event.type]
+                    route = routes[event_type]
                 except KeyError:
-                    route = router.route(event.type)
+                    route = router.route(event_type)
                 if not route:
                     self._unhandled[event.type] += 1
                     await report(

@@ -1,8 +1,9 @@
 """The nexus queue: bounded, served by priority (lower first), FIFO within a priority.
 
-It has exactly one consumer, the dispatch loop, which drains it with :meth:`get_nowait`
-and only awaits :meth:`wait_not_empty` when it is empty; producers wait in :meth:`put`
-while it is full. Waiters are futures, as in :mod:`asyncio.queues`.
+It has exactly one consumer, the dispatch loop, which takes items straight from
+:attr:`~EventQueue.buckets` (a call per event would cost more than the taking) and only
+awaits :meth:`wait_not_empty` when it is empty; producers wait in :meth:`put` while it
+is full. Waiters are futures, as in :mod:`asyncio.queues`.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ class EventQueue:
 
     __slots__ = (
         "maxsize",
-        "_buckets",
-        "_priorities",
+        "buckets",
+        "priorities",
         "size",
-        "_putters",
+        "putters",
         "_blocked",
         "_getter",
         "high_water",
@@ -39,12 +40,16 @@ class EventQueue:
         if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 0:
             raise ValueError(f"maxsize must be an int >= 0 (0 = unbounded), got {maxsize!r}")
         self.maxsize = maxsize
-        # One FIFO per priority; a heap holds the priorities that have a non-empty FIFO.
-        self._buckets: dict[int, deque[Any]] = {}
-        self._priorities: list[int] = []
-        #: How many items are queued (read it, never set it; ``len()`` says the same).
+        #: One FIFO per priority.
+        self.buckets: dict[int, deque[Any]] = {}
+        #: A heap of the priorities whose FIFO is not empty; ``priorities[0]`` is next.
+        self.priorities: list[int] = []
+        #: How many items are queued. The taker pops from a bucket, pops the heap when
+        #: the bucket empties, decrements this, and calls :meth:`wake_putter` if any
+        #: :attr:`putters` wait and there is room.
         self.size = 0
-        self._putters: deque[asyncio.Future[None]] = deque()
+        #: Futures of :meth:`put` calls waiting for room.
+        self.putters: deque[asyncio.Future[None]] = deque()
         self._blocked = 0
         self._getter: asyncio.Future[None] | None = None
         #: The largest number of items the queue has held.
@@ -59,11 +64,11 @@ class EventQueue:
         return self._blocked
 
     def _append(self, item: Any, priority: int) -> None:
-        bucket = self._buckets.get(priority)
+        bucket = self.buckets.get(priority)
         if bucket is None:
-            bucket = self._buckets[priority] = deque()
+            bucket = self.buckets[priority] = deque()
         if not bucket:
-            heapq.heappush(self._priorities, priority)
+            heapq.heappush(self.priorities, priority)
         bucket.append(item)
         self.size = size = self.size + 1
         if size > self.high_water:
@@ -80,11 +85,11 @@ class EventQueue:
                 "use 'await nexus.ingest(event)' to wait for room, or raise maxsize"
             )
         # _append, written out: this is the path of every ingested event.
-        bucket = self._buckets.get(priority)
+        bucket = self.buckets.get(priority)
         if bucket is None:
-            bucket = self._buckets[priority] = deque()
+            bucket = self.buckets[priority] = deque()
         if not bucket:
-            heapq.heappush(self._priorities, priority)
+            heapq.heappush(self.priorities, priority)
         bucket.append(item)
         self.size = size = size + 1
         if size > self.high_water:
@@ -104,40 +109,28 @@ class EventQueue:
             try:
                 while 0 < self.maxsize <= self.size:
                     putter = loop.create_future()
-                    self._putters.append(putter)
+                    self.putters.append(putter)
                     try:
                         await putter
                     except BaseException:
                         putter.cancel()
                         try:
-                            self._putters.remove(putter)
+                            self.putters.remove(putter)
                         except ValueError:
                             # Woken already: hand the room on to the next waiter.
-                            self._wake_putter()
+                            self.wake_putter()
                         raise
             finally:
                 self._blocked -= 1
         self._append(item, priority)
 
-    def _wake_putter(self) -> None:
-        while self._putters:
-            putter = self._putters.popleft()
+    def wake_putter(self) -> None:
+        """Let the longest-waiting :meth:`put` go on; the taker calls it when room appears."""
+        while self.putters:
+            putter = self.putters.popleft()
             if not putter.done():
                 putter.set_result(None)
                 return
-
-    def get_nowait(self) -> Any:
-        """Remove and return the most urgent item; the queue must not be empty."""
-        priorities = self._priorities
-        priority = priorities[0]
-        bucket = self._buckets[priority]
-        item = bucket.popleft()
-        if not bucket:
-            heapq.heappop(priorities)
-        self.size = size = self.size - 1
-        if self._putters and size < self.maxsize:
-            self._wake_putter()
-        return item
 
     async def wait_not_empty(self) -> None:
         """Wait until something is queued (or :meth:`wake` is called)."""
