@@ -67,6 +67,8 @@ class NamedEvent(Event):
     """
 
     __slots__ = ()
+    #: The type of every event of this class: the subclass's ``__qualname__``, set when
+    #: the class is defined. Routing, the codec's registry and ``add_handler(Cls, h)`` use it.
     event_type: ClassVar[str] = "NamedEvent"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -125,12 +127,20 @@ class EventFactory:
         self,
         payload: Any,
         *,
-        event_type: EventType,
+        event_type: EventType | type[NamedEvent],
         id: EventId | IdStrategy = IdStrategy.AUTO,
         priority: int = 0,
         headers: dict[str, str] | None = None,
     ) -> Event:
         """Build an :class:`Event` of ``event_type`` carrying ``payload``.
+
+        ``event_type`` may be a :class:`NamedEvent` subclass: the event is then an
+        instance of it, so handlers registered for the class receive it.
+
+        >>> class Tick(NamedEvent):
+        ...     pass
+        >>> EventFactory().create_event(5, event_type=Tick)
+        Tick(id=1, payload=5, priority=0, headers=None)
 
         :param id: an explicit id, :attr:`AUTO` (sequential, the default) or :attr:`RANDOM`.
         """
@@ -138,4 +148,6 @@ class EventFactory:
             id = next(self._ids)
         elif id is IdStrategy.RANDOM:
             id = self.random_id()
+        if isinstance(event_type, type) and issubclass(event_type, NamedEvent):
+            return event_type(id, payload, priority=priority, headers=headers)
         return Event(id, event_type, priority, payload, headers)

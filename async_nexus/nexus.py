@@ -209,6 +209,7 @@ class AsyncEventNexus(EventFactory):
     STOPPING = NexusState.STOPPING
     STOPPED = NexusState.STOPPED
 
+    #: The queue bound a nexus gets when ``maxsize`` is not given.
     DEFAULT_MAXSIZE = 4096
 
     def __init__(
@@ -262,6 +263,31 @@ class AsyncEventNexus(EventFactory):
     def state(self) -> NexusState:
         """Where the nexus is in its lifecycle."""
         return self._state
+
+    @property
+    def drain_timeout(self) -> float:
+        """Seconds a graceful :meth:`stop` keeps dispatching what is queued; settable."""
+        return self._drain_timeout
+
+    @drain_timeout.setter
+    def drain_timeout(self, seconds: float) -> None:
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
+            raise BadCall(f"drain_timeout must be a number of seconds >= 0, got {seconds!r}")
+        self._drain_timeout = float(seconds)
+
+    @property
+    def fail_fast(self) -> bool:
+        """Whether the first failure stops the loop and is raised by :meth:`loop_forever`; settable."""
+        return self._fail_fast
+
+    @fail_fast.setter
+    def fail_fast(self, value: bool) -> None:
+        self._fail_fast = bool(value)
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The task running the loop, once :meth:`start` or :meth:`loop_forever` began it."""
+        return self._task
 
     @property
     def multiple(self) -> bool:
@@ -820,6 +846,7 @@ class AsyncEventNexus(EventFactory):
 
     async def _pump(self, converter: SimpleEventConverter) -> None:
         try:
+            await converter.start()
             while True:
                 try:
                     event = await converter.obtain_event()

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from .errors import LoopStopped, MisconfiguredEventProducer, NoMoreEvents
-from .events import Event, EventFactory, EventType
+from .events import Event, EventFactory, EventType, NamedEvent
 
 if TYPE_CHECKING:
     from .nexus import AsyncEventNexus
@@ -36,6 +36,14 @@ __all__ = [
 
 class EventSource:
     """Base class of everything that feeds events into a nexus."""
+
+    async def start(self) -> None:
+        """Get ready to produce (connect, open a file); awaited once when the loop starts.
+
+        The default does nothing. A converter is asked for events only after its
+        ``start()`` returned; a producer's ``start()`` runs as a task for as long as it
+        produces (see :class:`EventProducer`).
+        """
 
     def close(self) -> Awaitable[None] | None:
         """Release what the source holds. The nexus calls it once, after it stopped.
@@ -254,7 +262,7 @@ class Timer(EventProducer):
         self,
         interval: float,
         *,
-        event_type: EventType,
+        event_type: EventType | type[NamedEvent],
         type: TimerType = TimerType.ONE_SHOT,
         count: int = 0,
         event_factory: EventFactory | None = None,
@@ -289,20 +297,23 @@ class Timer(EventProducer):
     async def start(self) -> None:
         """Fire on schedule until the count is exhausted (or forever, for ``ONGOING``)."""
         loop = asyncio.get_running_loop()
-        factory = self.event_factory
         interval = self.interval
         due = loop.time() + interval
         for payload in self._payloads():
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            event = factory.create_event(payload, event_type=self.event_type, priority=self.priority)
+            event = self.create_event(payload)
             self.fired += 1
             await self.distribute_event(event)
             due += interval
             late = loop.time() - due
             if late > interval:
                 due += interval * (late // interval)
+
+    def create_event(self, value: int) -> Event:
+        """Build the event for one tick; ``value`` is the count. Override to build your own."""
+        return self.event_factory.create_event(value, event_type=self.event_type, priority=self.priority)
 
     def __repr__(self) -> str:
         return f"<Timer {self.type.name} every {self.interval}s type={self.event_type!r}>"

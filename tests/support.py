@@ -1,4 +1,4 @@
-"""Helpers shared by the test modules: a recording handler, a recording error hook, a runner."""
+"""Helpers shared by the test modules: thin names over :mod:`async_nexus.testing`, and an error hook."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from async_nexus import AsyncEventNexus, Event
+from async_nexus.testing import Recorder, feed, running
 
 
 class Hook:
@@ -20,32 +21,18 @@ class Hook:
         self.called.set()
 
 
-class Collector:
-    """A handler collecting events; ``wait(n)`` returns once n events have arrived."""
+class Collector(Recorder):
+    """A handler collecting events; ``wait(n)`` returns once n events have arrived.
 
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, event: Event, queue: Any) -> None:
-        self.events.append(event)
-        self._changed.set()
+    The older name for :class:`async_nexus.testing.Recorder`, kept for the tests that use it.
+    """
 
     async def wait(self, n: int, timeout: float = 5) -> list[Event]:
-        async def until() -> None:
-            while len(self.events) < n:
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(until(), timeout)
+        await self.wait_for(n, timeout=timeout)
         return self.events
 
 
 async def run_events(nexus: AsyncEventNexus, *events: Event) -> None:
     """Start ``nexus``, ingest ``events``, wait until they are dispatched, stop it."""
-    task = nexus.start()
-    for event in events:
-        await nexus.ingest(event)
-    await asyncio.wait_for(nexus.join(), 5)
-    nexus.stop()
-    await asyncio.wait_for(task, 5)
+    async with running(nexus):
+        await feed(nexus, events)

@@ -1,0 +1,211 @@
+"""logwatch: follow a log file, count what it says, and raise alerts in a second domain.
+
+The program the tutorial (docs/tutorial.rst) builds step by step. Run it as a daemon::
+
+    LOGWATCH_FILE=/var/log/app.log python -m async_nexus run logwatch:build --app-dir docs/examples
+
+or directly, ``LOGWATCH_FILE=app.log python docs/examples/logwatch.py``. SIGINT or SIGTERM stops it
+gracefully. Settings come from the environment:
+
+* ``LOGWATCH_FILE`` (required): the file to follow; lines appended to it are read as they come.
+* ``LOGWATCH_SUMMARY``: seconds between summaries (default 60).
+* ``LOGWATCH_ALERT_AFTER``: errors from one source that raise an alert (default 3).
+
+A log line looks like ``ERROR db: connection refused``: a level, a source, a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import os
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from async_nexus import (
+    AsyncEventBoundary,
+    AsyncEventNexus,
+    Event,
+    EventConverter,
+    EventFactory,
+    EventProducer,
+    NamedEvent,
+    Timer,
+)
+
+logger = logging.getLogger("logwatch")
+
+
+# -- step 1: the events -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LogRecord:
+    """The payload of a parsed line."""
+
+    level: str
+    source: str
+    message: str
+
+
+class Alert(NamedEvent):
+    """Too many errors from one source. Payload: ``{"source": ..., "errors": ...}``."""
+
+
+UNPARSED = "unparsed"  # a line that is not "LEVEL source: message"; payload: the line
+SUMMARY = "summary"  # the timer's tick; payload: the tick count
+
+
+# -- step 2: a converter that follows a file ------------------------------------------------
+
+LINE = re.compile(r"^(?P<level>[A-Z]+)\s+(?P<source>[\w.-]+):\s*(?P<message>.*)$")
+
+
+def parse(line: str, *, factory: EventFactory) -> Event:
+    """Turn one line into an event of type ``log.<level>``, or ``unparsed``."""
+    match = LINE.match(line)
+    if match is None:
+        return factory.create_event(line, event_type=UNPARSED)
+    record = LogRecord(**match.groupdict())
+    # Errors jump the queue: when lines pile up, they are handled before the chatter.
+    priority = -1 if record.level == "ERROR" else 0
+    return factory.create_event(record, event_type=f"log.{record.level.lower()}", priority=priority)
+
+
+class LogFollower(EventConverter):
+    """Yields an event for every line of ``path``, then waits for more, like ``tail -f``."""
+
+    def __init__(self, path: str, *, factory: EventFactory, poll: float = 0.1) -> None:
+        self.path = path
+        self.factory = factory
+        self.poll = poll
+
+    async def event_generator(self) -> AsyncIterator[Event]:
+        with open(self.path, encoding="utf-8", errors="replace") as file:
+            partial = ""
+            while True:
+                chunk = file.readline()
+                if not chunk:
+                    await asyncio.sleep(self.poll)  # at the end: wait for the file to grow
+                    continue
+                partial += chunk
+                if not partial.endswith("\n"):
+                    continue  # the writer is half-way through a line
+                line, partial = partial.rstrip("\n"), ""
+                yield parse(line, factory=self.factory)
+
+
+# -- step 3: a filter -----------------------------------------------------------------------
+
+
+def drop_noise(event: Event, queue: Any) -> bool:
+    """Consume blank lines and health checks: nobody needs to see them."""
+    if event.type == UNPARSED:
+        return not event.payload.strip()
+    return isinstance(event.payload, LogRecord) and event.payload.message.startswith("healthcheck")
+
+
+# -- step 4: handlers, and a secondary event -------------------------------------------------
+
+
+class Watch:
+    """What logwatch knows: lines per level, errors per source. Its methods are handlers."""
+
+    def __init__(self, *, alert_after: int) -> None:
+        self.alert_after = alert_after
+        self.levels: collections.Counter[str] = collections.Counter()
+        self.errors: collections.Counter[str] = collections.Counter()
+
+    def count(self, event: Event, queue: Any) -> None:
+        """Handler for ``log.*``: count the line under its level."""
+        self.levels[event.payload.level] += 1
+
+    def error(self, event: Event, queue: Any) -> Alert | None:
+        """Handler for ``log.error``: count it, and return an alert every ``alert_after`` errors."""
+        self.count(event, queue)
+        source = event.payload.source
+        self.errors[source] += 1
+        if self.errors[source] % self.alert_after == 0:
+            return Alert(event.id, {"source": source, "errors": self.errors[source]})
+        return None
+
+    def unparsed(self, event: Event, queue: Any) -> None:
+        """Default handler: whatever no other handler takes."""
+        logger.warning("cannot parse line %r; expected 'LEVEL source: message'", event.payload)
+
+    def summary(self, event: Event, queue: Any) -> None:
+        """Handler for the timer: one line with the counts so far."""
+        counts = ", ".join(f"{level}={n}" for level, n in sorted(self.levels.items())) or "nothing yet"
+        print(f"summary #{event.payload}: {counts}", flush=True)
+
+
+# -- step 5: the notifier, a second domain ---------------------------------------------------
+
+
+def build_notifier() -> AsyncEventNexus:
+    """The domain that tells people. Here it prints; a real one would post to a chat or send mail."""
+    notifier = AsyncEventNexus()
+
+    @notifier.on(Alert)
+    async def notify(event: Event, queue: Any) -> None:
+        print(f"ALERT {event.payload['source']}: {event.payload['errors']} errors", flush=True)
+
+    return notifier
+
+
+class RunAlongside(EventProducer):
+    """Runs another nexus for as long as the one it is registered with.
+
+    It starts ``other`` when the host nexus starts, and stops it gracefully after the host has
+    stopped and drained, so what the host sent across a boundary is still dispatched there.
+    """
+
+    def __init__(self, other: AsyncEventNexus) -> None:
+        super().__init__()
+        self.other = other
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = self.other.start()
+
+    async def close(self) -> None:
+        self.other.stop()
+        if self._task is not None:
+            await self._task
+
+
+# -- step 6: putting it together -------------------------------------------------------------
+
+
+def build() -> AsyncEventNexus:
+    """The factory the runner calls: ``python -m async_nexus run logwatch:build``."""
+    path = os.environ.get("LOGWATCH_FILE")
+    if not path:
+        raise SystemExit("logwatch: set LOGWATCH_FILE to the log file to follow")
+    watch = Watch(alert_after=int(os.environ.get("LOGWATCH_ALERT_AFTER", "3")))
+
+    nexus = AsyncEventNexus()
+    nexus.register(LogFollower(path, factory=nexus))
+    nexus.add_producer(
+        Timer(float(os.environ.get("LOGWATCH_SUMMARY", "60")), type=Timer.ONGOING, event_type=SUMMARY)
+    )
+    nexus.add_filter(drop_noise)
+    nexus.add_handler("log.*", watch.count)
+    nexus.add_handler("log.error", watch.error)
+    nexus.add_handler(SUMMARY, watch.summary)
+    nexus.add_handler(-1, watch.unparsed)
+
+    notifier = build_notifier()
+    boundary = AsyncEventBoundary()
+    nexus.add_handler(Alert, boundary)  # alerts leave this domain...
+    notifier.add_producer(boundary)  # ...and arrive in the notifier's
+    nexus.add_producer(RunAlongside(notifier))
+    return nexus
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    build().run()

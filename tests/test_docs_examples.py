@@ -1,0 +1,138 @@
+"""The example programs of the documentation (docs/examples/) run and do what the pages say.
+
+Code inside the pages themselves (``testcode`` blocks) is run by ``sphinx-build -b doctest``;
+this module covers the programs the pages include from files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import signal
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+
+
+def load_example(name: str) -> ModuleType:
+    """Import docs/examples/<name>.py as a module of its own."""
+    spec = importlib.util.spec_from_file_location(f"docs_example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+async def read_until(stream: asyncio.StreamReader, wanted: str, seen: list[str], timeout: float = 20) -> None:
+    """Read lines into ``seen`` until one contains ``wanted``."""
+
+    async def scan() -> None:
+        while True:
+            line = (await stream.readline()).decode()
+            if not line:
+                raise AssertionError(f"output ended before {wanted!r}; got {seen!r}")
+            seen.append(line)
+            if wanted in line:
+                return
+
+    await asyncio.wait_for(scan(), timeout)
+
+
+async def test_logwatch_runs_under_the_runner_and_stops_gracefully(tmp_path: Path) -> None:
+    """The tutorial's daemon, as the tutorial runs it: alerts cross the boundary; SIGTERM exits 0."""
+    log = tmp_path / "app.log"
+    log.write_text("INFO web: started\n")
+    env = {
+        **os.environ,
+        "LOGWATCH_FILE": str(log),
+        "LOGWATCH_SUMMARY": "3600",  # no summaries in this test: the alert is what it waits for
+        "LOGWATCH_ALERT_AFTER": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "async_nexus", "run", "logwatch:build", "--app-dir", str(EXAMPLES),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    stderr: list[str] = []
+    try:
+        await read_until(process.stderr, "running logwatch:build", stderr)
+        with log.open("a") as file:  # appended after start: the follower must pick them up
+            file.write("ERROR db: refused\nINFO web: healthcheck ok\nERROR db: refused\n")
+        stdout: list[str] = []
+        await read_until(process.stdout, "ALERT db: 2 errors", stdout)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    rest = (await process.stderr.read()).decode()
+    assert "stopped gracefully" in rest, "".join(stderr) + rest
+    assert "filtered=1" in rest  # the health check line
+
+
+async def test_logwatch_alert_crosses_to_the_notifier(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same program in-process: the filter, the default handler, the alert in the notifier."""
+    logwatch = load_example("logwatch")
+    log = tmp_path / "app.log"
+    log.write_text("ERROR db: refused\n\nnot a log line\nERROR db: refused\nERROR db: refused\n")
+    monkeypatch.setenv("LOGWATCH_FILE", str(log))
+    nexus = logwatch.build()
+    alert_seen = asyncio.Event()
+
+    def spot_alert(event: object, queue: object) -> bool:
+        if isinstance(event, logwatch.Alert):
+            alert_seen.set()
+        return False  # a filter that only looks: the event goes on
+
+    nexus.add_filter(spot_alert)
+    task = nexus.start()
+    try:
+        await asyncio.wait_for(alert_seen.wait(), 10)
+    finally:
+        nexus.stop()
+        await asyncio.wait_for(task, 10)
+    # The notifier stopped after the watcher drained, so the alert was dispatched there.
+    assert capsys.readouterr().out == "ALERT db: 3 errors\n"
+    stats = nexus.stats()
+    assert stats["filtered"] == 1  # the blank line
+    assert stats["errors"] == 0
+
+
+def test_parse_gives_types_and_priorities() -> None:
+    """``log.<level>`` types, errors before chatter, ``unparsed`` for the rest."""
+    logwatch = load_example("logwatch")
+    from async_nexus import EventFactory
+
+    factory = EventFactory()
+    error = logwatch.parse("ERROR db: refused", factory=factory)
+    info = logwatch.parse("INFO web: up", factory=factory)
+    junk = logwatch.parse("junk", factory=factory)
+    assert (error.type, error.priority, error.payload.source) == ("log.error", -1, "db")
+    assert (info.type, info.priority) == ("log.info", 0)
+    assert (junk.type, junk.payload) == ("unparsed", "junk")
+
+
+@pytest.mark.parametrize("name", ["compare_ours"])
+async def test_comparison_program_prints_what_the_page_shows(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The comparison page's program, in our library: it runs and prints the page's output."""
+    example = load_example(name)
+    await asyncio.wait_for(example.main(), 10)
+    assert capsys.readouterr().out == example.EXPECTED_OUTPUT
+
+
+def test_every_example_program_is_tested_here() -> None:
+    """A new file in docs/examples/ needs a test in this module; this one notices when it has none."""
+    tested = {"logwatch.py", "compare_ours.py"}
+    assert {path.name for path in EXAMPLES.glob("*.py")} == tested
