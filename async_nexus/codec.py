@@ -152,7 +152,7 @@ class EventCodec:
         wire = self._to_wire(event)
         if self._msgpack is None:
             try:
-                text = json.dumps(wire, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+                text = _JSON_ENCODER.encode(wire)
                 return text.encode("utf-8")
             except UnicodeEncodeError as exc:
                 raise ValueError(f"event {event.id!r} holds a string that is not valid Unicode") from exc
@@ -276,7 +276,7 @@ class EventCodec:
             else:
                 raise DecodeError(f"expected bytes or str to decode, got {type(data).__qualname__}", raw)
             try:
-                return json.loads(text, parse_constant=_refuse_constant)
+                return _JSON_DECODER.decode(text)
             except RecursionError as exc:
                 raise DecodeError("event JSON is nested too deeply", raw) from exc
             except ValueError as exc:
@@ -347,6 +347,11 @@ class EventCodec:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+# Built once: json.loads/dumps with options build a new one per call.
+_JSON_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:
