@@ -100,3 +100,64 @@ async def test_uninstrumented_nexus_leaves_headers_alone(
         await collector.wait(1)
     assert collector.events[0].headers is None
     assert exporter.get_finished_spans() == ()
+
+
+async def test_one_trace_from_a_sender_process_to_the_handler_in_a_receiver_process(
+    provider: TracerProvider, exporter: InMemorySpanExporter, tmp_path: Any
+) -> None:
+    import json
+    import os
+    import sys
+    import uuid
+    from pathlib import Path
+
+    from redis_server import RedisServer
+
+    from async_nexus.transports.redis import RedisStreamSender
+
+    server = None
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        server = RedisServer().start()
+        url = server.url
+    stream = f"trace:{uuid.uuid4().hex}"
+    script = Path(__file__).resolve().parent / "tracing_receiver_process.py"
+    receiver = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), url, stream, "traced", "3", stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert receiver.stdout is not None
+        # The named group starts at the stream's beginning: nothing sent now can be missed.
+        assert await asyncio.wait_for(receiver.stdout.readline(), 20) == b"ready\n"
+        sender = RedisStreamSender(url, stream)
+        nexus = AsyncEventNexus()
+        instrument(nexus, tracer_provider=provider)
+        nexus.add_handler("order", lambda e, q: Event(e.id, "shipping", 0, e.payload))  # a secondary
+        nexus.add_handler("shipping", sender)
+        nexus.add_handler("audit", sender)
+        async with nexus:
+            await nexus.ingest(Event(1, "order", 0, "book"))
+            await nexus.ingest(Event(2, "order", 0, "pen"))
+            await nexus.ingest(Event(3, "audit"))
+            await asyncio.wait_for(nexus.join(), 10)
+            await sender.flush(timeout=10)
+        await sender.close()
+        out, _ = await asyncio.wait_for(receiver.communicate(), 30)
+        assert receiver.returncode == 0
+    finally:
+        if receiver.returncode is None:
+            receiver.kill()
+            await receiver.wait()
+        if server is not None:
+            server.close()
+    remote = [json.loads(line) for line in out.decode().splitlines()]
+    local = exporter.get_finished_spans()
+    assert len(remote) == 3 and len(local) == 5  # 2 orders, 2 shippings, 1 audit
+    shipped_from = {s.context.span_id: s for s in local if s.name in ("dispatch shipping", "dispatch audit")}
+    for span in remote:
+        parent = shipped_from[span["parent"]]  # the sending dispatch is the parent
+        assert span["trace"] == parent.context.trace_id
+    orders = {s.context.trace_id for s in local if s.name == "dispatch order"}
+    assert len(orders) == 2
+    # each order's trace reaches the handler in the other process
+    assert orders <= {span["trace"] for span in remote}
