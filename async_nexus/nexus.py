@@ -192,10 +192,6 @@ class AsyncEventNexus(EventFactory):
         "_request_ids",
         "_joiners",
         "_counts",
-        "_dispatched",
-        "_filtered",
-        "_unhandled",
-        "_failed",
         "_by_source",
         "_started_at",
         "_stopped_at",
@@ -246,11 +242,7 @@ class AsyncEventNexus(EventFactory):
         self._request_ids = (f"{secrets.token_hex(6)}-{n}" for n in itertools.count(1))
         self._joiners: list[asyncio.Future[None]] = []
         self._counts = {"secondary": 0, "errors": 0}
-        # Per type: the loop pays one dict update per event, totals are summed on demand.
-        self._dispatched: dict[Any, int] = {}  # plain dict: the interpreter's fast path
-        self._filtered: defaultdict[Any, int] = defaultdict(int)
-        self._unhandled: defaultdict[Any, int] = defaultdict(int)
-        self._failed: defaultdict[Any, int] = defaultdict(int)
+        # Per-type counts live on the router's routes; totals are summed in stats().
         self._by_source: defaultdict[EventSource, int] = defaultdict(int)
         self._started_at: float | None = None
         self._stopped_at: float | None = None
@@ -661,9 +653,8 @@ class AsyncEventNexus(EventFactory):
         queue = self._queue
         buckets, priorities, putters = queue.buckets, queue.priorities, queue.putters
         router = self._router
-        routes = router.cache
+        routes = router.routes
         handler_queue = self._handler_queue
-        dispatched = self._dispatched
         report = self._report
         requests = self._requests
         tracer = self._tracer
@@ -704,9 +695,10 @@ class AsyncEventNexus(EventFactory):
                 event = item
             event_type = event.type
             try:
-                dispatched[event_type] += 1
+                route = routes[event_type]
             except KeyError:
-                dispatched[event_type] = 1
+                route = router.route(event_type)
+            route.dispatched += 1
             if requests and event.headers and self._answers_request(event):
                 continue
             if tracer is not None:
@@ -720,17 +712,14 @@ class AsyncEventNexus(EventFactory):
                     await report(exc, event)
                     continue
                 if consumed:
-                    self._filtered[event.type] += 1
+                    route.filtered += 1
                     if span is not None:
                         tracer.filtered(span)  # type: ignore[union-attr]
                     break
             else:
-                try:
-                    route = routes[event_type]
-                except KeyError:
-                    route = router.route(event_type)
-                if not route:
-                    self._unhandled[event.type] += 1
+                handlers = route.handlers
+                if not handlers:
+                    route.unhandled += 1
                     await report(
                         UnhandledEvent(
                             f"no handler for event type {event.type!r} (event id {event.id!r}) and "
@@ -740,7 +729,7 @@ class AsyncEventNexus(EventFactory):
                         ),
                         event,
                     )
-                for function, is_async in route:
+                for function, is_async in handlers:
                     try:
                         result = function(event, handler_queue)
                         if is_async:
@@ -922,7 +911,7 @@ class AsyncEventNexus(EventFactory):
         counts = self._counts
         counts["errors"] += 1
         if isinstance(subject, Event) and not isinstance(exc, UnhandledEvent):
-            self._failed[subject.type] += 1
+            self._router.route(subject.type).failed += 1
         if self._span is not None:
             self._tracer.failed(self._span, exc)  # type: ignore[union-attr]
         current = self._current
@@ -966,18 +955,16 @@ class AsyncEventNexus(EventFactory):
         >>> AsyncEventNexus().stats()["dispatched"]
         0
         """
-        per_type = {
-            "dispatched": self._dispatched,
-            "filtered": self._filtered,
-            "unhandled": self._unhandled,
-            "failed": self._failed,
-        }
-        by_type: dict[Any, dict[str, int]] = {}
-        for name, counts in per_type.items():
-            for event_type, count in list(counts.items()):
-                by_type.setdefault(event_type, dict.fromkeys(per_type, 0))[name] = count
+        routes = list(self._router.routes.items())
+        if self._router.overflow.dispatched:
+            routes.append(("(other types)", self._router.overflow))
+        by_type = {event_type: route.counts() for event_type, route in routes}
+        totals = dict.fromkeys(("dispatched", "filtered", "unhandled", "failed"), 0)
+        for counts in by_type.values():
+            for name, count in counts.items():
+                totals[name] += count
         # Everything accepted is either dispatched or still queued: no counter on ingest.
-        ingested = sum(self._dispatched.values()) + len(self._queue)
+        ingested = totals["dispatched"] + len(self._queue)
         secondary = self._counts["secondary"]
         by_source = {repr(source): count for source, count in list(self._by_source.items())}
         by_source["secondary"] = secondary
@@ -986,7 +973,7 @@ class AsyncEventNexus(EventFactory):
         uptime = 0.0 if started is None else (stopped or time.monotonic()) - started
         return {
             "ingested": ingested,
-            **{name: sum(counts.values()) for name, counts in per_type.items()},
+            **totals,
             "errors": self._counts["errors"],
             "queued": len(self._queue),
             "high_water": self._queue.high_water,

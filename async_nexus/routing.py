@@ -2,8 +2,10 @@
 
 Filters run first, for every event. Then the handlers for exactly ``event.type``; else
 those of the most specific matching int range or shell-style str pattern; else the
-default handlers (type ``-1``). The route of each type is resolved once and cached, so
-routing costs one dict lookup however many types are registered.
+default handlers (type ``-1``). The route of each type is resolved once and kept, so
+routing costs one dict lookup however many types are registered; a registration
+resolves the kept routes again, in place. Each route also counts what became of its
+type's events, which is how ``nexus.stats()`` knows them per type at almost no cost.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from .consumers import _describe, as_callable, index_of
 from .errors import BadCall
 from .events import NamedEvent
 
-__all__ = ["DEFAULT", "Route", "Router", "TypeSpec"]
+__all__ = ["DEFAULT", "Handlers", "Route", "Router", "TypeSpec"]
 
 #: The type under which default handlers are registered (the guide's ``-1``).
 DEFAULT = -1
@@ -24,12 +26,39 @@ DEFAULT = -1
 #: inclusive ``(start, end)`` int range, or a :class:`~async_nexus.NamedEvent` subclass.
 TypeSpec = Union[int, str, "tuple[int, int]", type]
 
-#: A resolved route: ``(function, is_async)`` pairs, in registration order.
-Route = tuple[tuple[Callable[..., Any], bool], ...]
+#: ``(function, is_async)`` pairs, in registration order.
+Handlers = tuple[tuple[Callable[..., Any], bool], ...]
 
 _Entry = tuple[object, Callable[..., Any], bool]
 _PATTERN_CHARS = frozenset("*?[")
-_CACHE_LIMIT = 65536
+# Types beyond this many share one route object, so a stream of ever-new types (ids
+# used as types, say) cannot grow the table without bound.
+_ROUTE_LIMIT = 65536
+
+
+class Route:
+    """Where events of one type go, and what became of them.
+
+    The dispatch loop reads :attr:`handlers` and bumps the counts; nothing else writes them.
+    """
+
+    __slots__ = ("handlers", "dispatched", "filtered", "unhandled", "failed")
+
+    def __init__(self, handlers: Handlers) -> None:
+        #: The handlers to run, in order; empty when the type is unhandled.
+        self.handlers = handlers
+        #: Events of this type taken from the queue.
+        self.dispatched = 0
+        #: ... consumed by a filter.
+        self.filtered = 0
+        #: ... that no handler took.
+        self.unhandled = 0
+        #: ... whose handling raised.
+        self.failed = 0
+
+    def counts(self) -> dict[str, int]:
+        """The four counts by name."""
+        return {name: getattr(self, name) for name in ("dispatched", "filtered", "unhandled", "failed")}
 
 
 class _Range:
@@ -61,13 +90,14 @@ class Router:
         self.multiple = multiple
         self._filters: list[_Entry] = []
         #: ``(function, is_async)`` of each filter, in registration order.
-        self.filters: Route = ()
+        self.filters: Handlers = ()
         self._exact: dict[object, list[_Entry]] = {}
         self._ranges: list[_Range] = []
         self._patterns: list[_Pattern] = []
-        #: Resolved routes by type; the loop reads it directly. Registration clears it
-        #: in place (the dict object stays the same).
-        self.cache: dict[object, Route] = {}
+        #: The route of every type seen so far; the loop reads it directly.
+        self.routes: dict[object, Route] = {}
+        #: The one route of all types seen after :data:`_ROUTE_LIMIT` others.
+        self.overflow = Route(())
 
     # -- registration ---------------------------------------------------------------
 
@@ -135,7 +165,7 @@ class Router:
                 "several handlers for one type, or register an EventFanout"
             )
         entries.append((handler, function, is_async))
-        self.cache.clear()
+        self._resolve_again()
 
     def remove_handler(self, spec: object, handler: object) -> None:
         """Remove ``handler`` registered for ``spec``; :class:`LookupError` if it is not."""
@@ -152,7 +182,7 @@ class Router:
                 self._ranges = [r for r in self._ranges if r.entries]
             else:
                 self._patterns = [p for p in self._patterns if p.entries]
-        self.cache.clear()
+        self._resolve_again()
 
     def add_filter(self, filter: object) -> None:
         """Append ``filter`` to the filters; see :meth:`AsyncEventNexus.add_filter`."""
@@ -175,21 +205,31 @@ class Router:
         self._exact.clear()
         self._ranges.clear()
         self._patterns.clear()
-        self.cache.clear()
+        self._resolve_again()
 
     # -- resolution -------------------------------------------------------------------
 
     def route(self, event_type: object) -> Route:
-        """The handlers for ``event_type``: ``()`` when it is unhandled. Cached per type."""
-        try:
-            return self.cache[event_type]
-        except KeyError:
-            pass
-        route = tuple((f, a) for _, f, a in self._resolve(event_type))
-        if len(self.cache) >= _CACHE_LIMIT:
-            self.cache.clear()
-        self.cache[event_type] = route
+        """The route of ``event_type``, resolved on first use and kept."""
+        route = self.routes.get(event_type)
+        if route is not None:
+            return route
+        handlers = self._handlers(event_type)
+        if len(self.routes) >= _ROUTE_LIMIT:
+            # Counted together; resolved each time, which is slower but bounded.
+            self.overflow.handlers = handlers
+            return self.overflow
+        route = self.routes[event_type] = Route(handlers)
         return route
+
+    def _handlers(self, event_type: object) -> Handlers:
+        return tuple((f, a) for _, f, a in self._resolve(event_type))
+
+    def _resolve_again(self) -> None:
+        # Registrations are rare and the kept routes few: resolve them all now rather
+        # than check for staleness on every event.
+        for event_type, route in self.routes.items():
+            route.handlers = self._handlers(event_type)
 
     def _resolve(self, event_type: object) -> list[_Entry]:
         exact = self._exact.get(event_type)

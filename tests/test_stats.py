@@ -75,3 +75,30 @@ async def test_stats_count_refused_events_nowhere() -> None:
         pass
     assert nexus.stats()["ingested"] == 1
     assert nexus.stats()["queued"] == 1
+
+
+async def test_types_past_the_route_limit_are_routed_right_and_counted_together(
+    monkeypatch: Any,
+) -> None:
+    from async_nexus import routing
+
+    monkeypatch.setattr(routing, "_ROUTE_LIMIT", 2)
+    nexus = AsyncEventNexus()
+    exact, default = Collector(), Collector()
+    nexus.add_handler("c", exact)
+    nexus.add_handler(-1, default)
+    async with nexus:
+        for event_type in ("a", "b", "c", "d", "c"):
+            await nexus.ingest(Event(0, event_type))
+        await asyncio.wait_for(nexus.join(), 5)
+        # a registration while running reaches kept routes and past-the-limit types alike
+        nexus.remove_handler("c", exact)
+        await nexus.ingest(Event(1, "c"))
+        await nexus.ingest(Event(1, "a"))
+        await asyncio.wait_for(nexus.join(), 5)
+    assert [e.type for e in exact.events] == ["c", "c"]
+    assert [(e.id, e.type) for e in default.events] == [(0, "a"), (0, "b"), (0, "d"), (1, "c"), (1, "a")]
+    by_type = nexus.stats()["by_type"]
+    assert set(by_type) == {"a", "b", "(other types)"}
+    assert by_type["(other types)"]["dispatched"] == 4
+    assert nexus.stats()["dispatched"] == 7
