@@ -85,8 +85,9 @@ class EventQueue:
                 "use 'await nexus.ingest(event)' to wait for room, or raise maxsize"
             )
         # _append, written out: this is the path of every ingested event.
-        bucket = self.buckets.get(priority)
-        if bucket is None:
+        try:
+            bucket = self.buckets[priority]
+        except KeyError:
             bucket = self.buckets[priority] = deque()
         if not bucket:
             heapq.heappush(self.priorities, priority)
