@@ -700,6 +700,8 @@ class AsyncEventNexus(EventFactory):
                 route = router.route(event_type)
             route.dispatched += 1
             if requests and event.headers and self._answers_request(event):
+                if current is not None:
+                    await self._finish(current)
                 continue
             if tracer is not None:
                 self._span = span = tracer.start(event)
@@ -743,12 +745,16 @@ class AsyncEventNexus(EventFactory):
                 tracer.end(span)  # type: ignore[union-attr]
                 span = None
             if current is not None:
-                self._current = None
-                if current.done is not None:
-                    try:
-                        current.done(event)
-                    except Exception as exc:
-                        await report(exc, current.done)
+                await self._finish(current)
+
+    async def _finish(self, item: _Item) -> None:
+        """The dispatch of ``item`` is over: tell whoever waits for that (a transport's ack)."""
+        self._current = None
+        if item.done is not None:
+            try:
+                item.done(item.event)
+            except Exception as exc:
+                await self._report(exc, item.done)
 
     def _answers_request(self, event: Event) -> bool:
         """Hand an answer that arrived from a transport to the request() waiting for it."""

@@ -301,3 +301,22 @@ async def test_converter_with_bad_input_is_reported_and_keeps_going() -> None:
         await collector.wait(2)
     assert [e.id for e in collector.events] == [1, 3]
     assert [(type(exc), subject) for exc, subject in hook.calls] == [(errors.DecodeError, converter)]
+
+
+async def test_an_answer_delivered_by_a_transport_is_acknowledged_too() -> None:
+    nexus = AsyncEventNexus()
+    feeder = Feeder()
+    nexus.add_producer(feeder)
+    sent: list[Event] = []
+    nexus.add_handler("remote?", lambda e, q: sent.append(e))
+    acked: list[Event] = []
+    async with nexus:
+        pending = asyncio.ensure_future(nexus.request(Event(1, "remote?"), timeout=5))
+        while not sent:
+            await asyncio.wait_for(nexus.join(), 5)
+        correlation = sent[0].headers[CORRELATION_ID] if sent[0].headers else ""
+        answer = Event(2, "remote!", 0, "ok", {IN_REPLY_TO: correlation})
+        await feeder.distribute_event(answer, on_dispatched=acked.append)
+        assert (await pending).payload == "ok"
+        await asyncio.wait_for(nexus.join(), 5)
+    assert acked == [answer]
