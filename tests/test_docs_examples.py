@@ -136,3 +136,22 @@ def test_every_example_program_is_tested_here() -> None:
     """A new file in docs/examples/ needs a test in this module; this one notices when it has none."""
     tested = {"logwatch.py", "compare_ours.py"}
     assert {path.name for path in EXAMPLES.glob("*.py")} == tested
+
+
+def test_readme_first_example_runs(tmp_path: Path) -> None:
+    import re
+    import subprocess
+
+    readme = (EXAMPLES.parent.parent / "README.rst").read_text()
+    block = readme.split("A first example\n===============\n", 1)[1].split(".. code-block:: python\n", 1)[1]
+    lines = []
+    for line in block.splitlines()[1:]:
+        if line and not line.startswith("    "):
+            break
+        lines.append(line[4:])
+    program = tmp_path / "first.py"
+    program.write_text("\n".join(lines))
+    done = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "teapot: 1001 TEAPOT!" in done.stdout
+    assert re.findall(r"type=98, priority=0, payload=(\d)", done.stdout) == ["3", "2", "1"]
