@@ -168,7 +168,8 @@ async def main(seconds: float) -> None:
     finally:
         teapot_task.cancel()
         await asyncio.gather(teapot_task, return_exceptions=True)
-    print(f"stopped gracefully after {seconds:g} s: {nexus.stats()}")
+    totals = {name: count for name, count in nexus.stats().items() if isinstance(count, int)}
+    print(f"stopped gracefully after {seconds:g} s: {totals}")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
