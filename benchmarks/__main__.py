@@ -1,0 +1,158 @@
+"""``python -m benchmarks [--quick]``: every scenario, every peer, one table, JSON and a chart.
+
+A full run (no options that narrow it) writes ``benchmarks/results/latest.json``,
+``docs/_static/benchmarks.png`` and ``docs/_static/benchmarks.inc`` (which
+docs/performance.rst includes). Any other run writes to ``benchmarks/results/quick/``.
+The exit status is 1 when a scenario crashed; missed goals are reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as dist_version
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from . import peer_venv, plot, redis_scenario, report, runner
+from .peers import IMPLEMENTATIONS, REQUIRES
+from .plan import FULL, ON_UVLOOP, QUICK, SCENARIOS, child_tasks
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run each: a smoke test")
+    parser.add_argument("--only", default="", help=f"comma-separated scenario keys of {list(SCENARIOS)}")
+    parser.add_argument(
+        "--impl", default="", help=f"comma-separated implementations of {list(IMPLEMENTATIONS)}"
+    )
+    parser.add_argument("--no-uvloop", action="store_true", help="only the default asyncio loop")
+    return parser.parse_args(argv)
+
+
+def _chosen(text: str, known: Any, what: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()] or list(known)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)}; choose from {', '.join(known)}")
+    return names
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        uvloop = dist_version("uvloop")
+    except PackageNotFoundError:
+        uvloop = ""
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "uvloop": uvloop,
+    }
+
+
+def python_for(impl: str, loops: list[str]) -> tuple[str, str]:
+    """(interpreter, "") to measure ``impl`` with, or ("", why it cannot run)."""
+    if impl == "nexus_v1":
+        python, why = peer_venv.ensure(uvloop="uvloop" in loops)
+        return (str(python), "") if python else ("", why)
+    needed = REQUIRES.get(impl)
+    if needed and find_spec(needed) is None:
+        return "", f"not installed: pip install -e '.[bench]' for {needed}"
+    return runner.interpreter(), ""
+
+
+def measure_all(impls: list[str], keys: list[str], loops: list[str], plan: Any) -> list[dict[str, Any]]:
+    tasks = [
+        t
+        for t in child_tasks(plan)
+        if t[1].get("key", t[0]) in keys or (t[0] == "throughput_async" and "latency" in keys)
+    ]
+    rows: list[dict[str, Any]] = []
+    for impl in impls:
+        python, why = python_for(impl, loops)
+        for loop in loops:
+            if loop != "asyncio" and impl not in ON_UVLOOP:
+                continue
+            if why:
+                rows += [runner.row(k, impl, loop, note=why) for k in keys if k not in ("redis", "overload")]
+                continue
+            if not tasks:
+                continue
+            started = time.monotonic()
+            rows += runner.measure(python, impl, loop, [[n, dict(p)] for n, p in tasks], plan)
+            print(f"  {IMPLEMENTATIONS[impl]} on {loop}: {time.monotonic() - started:.1f} s", flush=True)
+        if "overload" in keys:
+            if why:
+                rows.append(runner.row("overload", impl, "asyncio", note=why))
+            else:
+                rows.append(runner.measure_memory(python, impl, plan.overload_events, plan.memory_runs))
+                print(f"  {IMPLEMENTATIONS[impl]}: memory under overload done", flush=True)
+    return [r for r in rows if r["key"] in keys]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    keys = _chosen(args.only, SCENARIOS, "scenario")
+    impls = _chosen(args.impl, IMPLEMENTATIONS, "implementation")
+    plan = QUICK if args.quick else FULL
+    loops = ["asyncio"] + (["uvloop"] if find_spec("uvloop") and not args.no_uvloop else [])
+    given = sys.argv[1:] if argv is None else argv
+    command = " ".join(["python -m benchmarks", *given])
+    print(f"{command}: {len(impls)} implementations on {', '.join(loops)}", flush=True)
+    started = time.monotonic()
+    rows = measure_all(impls, keys, loops, plan)
+    if "redis" in keys:
+        rows += redis_scenario.measure(plan, with_nexus="nexus" in impls)
+    versions = {r["impl"]: r["version"] for r in rows if r["version"]}
+    for r in rows:
+        r["version"] = r["version"] or versions.get(r["impl"], "")
+    order = {k: i for i, k in enumerate([*IMPLEMENTATIONS, *redis_scenario.IMPLEMENTATIONS])}
+    keys_order = list(SCENARIOS)
+    rows.sort(key=lambda r: (keys_order.index(r["key"]), r["loop"] != "asyncio", order.get(r["impl"], 99)))
+    print()
+    report.print_table(rows)
+    verdicts = report.goals(rows) + (report.goals(rows, "uvloop") if "uvloop" in loops else [])
+    print("\nGoals (reported, never enforced):")
+    report.print_goals(verdicts)
+    run = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command,
+        "machine": machine(),
+        "plan": plan.as_dict(),
+        "rows": rows,
+        "goals": [g for g in verdicts if g["loop"] == "asyncio"],
+        "goals_uvloop": verdicts,
+    }
+    full = not (args.quick or args.only or args.impl or args.no_uvloop)
+    out = ROOT / "benchmarks" / "results" / ("" if full else "quick")
+    report.write_json(out / "latest.json", run)
+    image = ROOT / "docs" / "_static" / "benchmarks.png" if full else out / "benchmarks.png"
+    why = plot.plot(rows, image, f"Async Nexus benchmarks, {run['date']}, {command}")
+    if full:
+        report.write_rst(ROOT / "docs" / "_static" / "benchmarks.inc", run, "_static/benchmarks.png")
+    print(f"\nWrote {out / 'latest.json'}" + (f"; {why}" if why else f" and {image}"))
+    print(f"Took {time.monotonic() - started:.0f} s.")
+    crashed = [r for r in rows if r["failed"]]
+    for r in crashed:
+        print(f"CRASHED: {SCENARIOS[r['key']].title}, {r['name']} on {r['loop']}:\n{r['detail']['error']}")
+    return 1 if crashed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""What the suite measures: the scenarios, their sizes (full and ``--quick``) and the goals."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many events each scenario moves and how often it is repeated."""
+
+    events: int  # scenarios 1 to 3
+    fanout_events: int
+    latency_events: int
+    overload_events: int
+    redis_events: int
+    warmup: int
+    runs: int  # the median of these is reported
+    memory_runs: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+FULL = Plan(200_000, 20_000, 50_000, 1_000_000, 100_000, warmup=1, runs=5, memory_runs=5)
+QUICK = Plan(5_000, 1_000, 5_000, 50_000, 5_000, warmup=0, runs=1, memory_runs=1)
+
+#: The implementations that also run on uvloop: those the goals compare with. aiopubsub
+#: and pyventus spend their time in a task per event either way, and would double the run.
+ON_UVLOOP = ("ceiling", "plain_queue", "nexus", "nexus_v1", "pyee_peer", "blinker_peer")
+
+#: Fanout width of scenario 4, and the registered types of scenario 3.
+FANOUT = 10
+TYPES = 1_000
+
+
+class Scenario(NamedTuple):
+    title: str
+    unit: str
+    higher_is_better: bool
+
+
+#: Result key -> how it is shown, in table order.
+SCENARIOS = {
+    "throughput_async": Scenario("1: one async handler", "events/s", True),
+    "throughput_sync": Scenario("2: one sync handler", "events/s", True),
+    "routing_1000": Scenario(f"3: routing, {TYPES:,} types", "events/s", True),
+    "routing_1": Scenario("3: routing, 1 type", "events/s", True),
+    "fanout": Scenario(f"4: fanout to {FANOUT}", "events/s", True),
+    "latency": Scenario("5: latency p99", "µs", False),
+    "overload": Scenario("6: memory growth", "MB", False),
+    "redis": Scenario("7: Redis crossing", "events/s", True),
+}
+
+
+def child_tasks(plan: Plan) -> list[list[Any]]:
+    """The tasks of one child: every in-process scenario, latency last (it needs scenario 1)."""
+    return [
+        ["throughput_async", {"n": plan.events}],
+        ["throughput_sync", {"n": plan.events}],
+        ["routing", {"n": plan.events, "types": TYPES, "key": "routing_1000"}],
+        ["routing", {"n": plan.events, "types": 1, "key": "routing_1"}],
+        ["fanout", {"n": plan.fanout_events, "handlers": FANOUT}],
+        ["latency", {"n": plan.latency_events}],
+    ]
+
+
+class Goal(NamedTuple):
+    text: str
+    key: str
+    peer: str  # implementation compared with; "" for an absolute goal
+    bound: float
+    at_least: bool
+
+
+GOALS = [
+    Goal("one async handler >= 1.3x asyncio.Queue", "throughput_async", "plain_queue", 1.3, True),
+    Goal("one async handler >= 0.6x ceiling", "throughput_async", "ceiling", 0.6, True),
+    Goal("one async handler >= 3.5x async-nexus 1.0.2", "throughput_async", "nexus_v1", 3.5, True),
+    Goal("one async handler >= 8x pyee", "throughput_async", "pyee_peer", 8.0, True),
+    Goal("one sync handler >= 2x blinker", "throughput_sync", "blinker_peer", 2.0, True),
+    Goal("routing: per-event cost with 1,000 types <= 1.10x that with 1", "routing", "", 1.10, False),
+    Goal("memory growth under overload < 30 MB", "overload", "", 30.0, False),
+    Goal("latency p99 < 100 µs", "latency", "", 100.0, False),
+    Goal("Redis crossing >= 0.6x plain redis-py", "redis", "redis_py", 0.6, True),
+]

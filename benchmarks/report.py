@@ -1,0 +1,133 @@
+"""The table, the goals and the files a run leaves: JSON and the reStructuredText the docs include."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .plan import GOALS, SCENARIOS
+
+OURS = "nexus"
+HEADER = ("scenario", "implementation", "version", "loop", "result", "async-nexus ×")
+
+
+def find(rows: list[dict[str, Any]], key: str, impl: str, loop: str = "asyncio") -> dict[str, Any] | None:
+    for r in rows:
+        if r["key"] == key and r["impl"] == impl and r["loop"] == loop:
+            return r
+    return None
+
+
+def advantage(rows: list[dict[str, Any]], r: dict[str, Any]) -> float | None:
+    """How many times better async-nexus did than row ``r`` (above 1: async-nexus is better)."""
+    ours = find(rows, r["key"], OURS, r["loop"])
+    if not ours or ours["value"] is None or r["value"] is None:
+        return None
+    if min(ours["value"], r["value"]) < (1.0 if r["key"] == "overload" else 1e-9):
+        return None  # no meaningful ratio between two figures of about nothing
+    if SCENARIOS[r["key"]].higher_is_better:
+        return float(ours["value"] / r["value"])
+    return float(r["value"] / ours["value"])
+
+
+def result_text(r: dict[str, Any]) -> str:
+    if r["value"] is None:
+        return r["note"]
+    unit = SCENARIOS[r["key"]].unit
+    if r["key"] == "latency":
+        d = r["detail"]
+        return f"p50 {d['p50']:,.1f} / p99 {d['p99']:,.1f} / max {d['max']:,.0f} µs at {d['rate']:,.0f}/s"
+    text = f"{r['value']:,.0f} {unit}" if r["value"] >= 100 else f"{r['value']:,.2f} {unit}"
+    return f"{text} ({r['note']})" if r["note"] else text
+
+
+def table(rows: list[dict[str, Any]], every: list[dict[str, Any]] | None = None) -> list[tuple[str, ...]]:
+    """Rows as text; ``every`` holds the async-nexus rows the ratios need (default: ``rows``)."""
+    lines = []
+    for r in rows:
+        ratio = advantage(every or rows, r)
+        lines.append(
+            (
+                SCENARIOS[r["key"]].title,
+                r["name"],
+                r["version"] or "-",
+                r["loop"],
+                result_text(r),
+                "-" if ratio is None else f"{ratio:.2f}",
+            )
+        )
+    return lines
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    lines = [HEADER, *table(rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
+    for n, line in enumerate(lines):
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def goals(rows: list[dict[str, Any]], loop: str = "asyncio") -> list[dict[str, Any]]:
+    """Each goal with the measured figure and PASS, MISS or n/a (never a failure of the run)."""
+    out = []
+    for goal in GOALS:
+        figure = None
+        if goal.key == "routing":
+            many, one = find(rows, "routing_1000", OURS, loop), find(rows, "routing_1", OURS, loop)
+            if many and one and many["value"] and one["value"]:
+                figure = one["value"] / many["value"]  # per-event cost ratio
+        elif goal.peer:
+            peer, ours = find(rows, goal.key, goal.peer, loop), find(rows, goal.key, OURS, loop)
+            if peer and ours:
+                figure = advantage(rows, peer)
+        else:
+            ours = find(rows, goal.key, OURS, loop)
+            figure = ours["value"] if ours else None
+        if figure is None and loop != "asyncio":
+            continue  # absolute goals and Redis are judged on the default loop only
+        if figure is None:
+            verdict = "n/a"
+        else:
+            verdict = "PASS" if (figure >= goal.bound if goal.at_least else figure < goal.bound) else "MISS"
+        out.append({"goal": goal.text, "loop": loop, "measured": figure, "verdict": verdict})
+    return out
+
+
+def print_goals(results: list[dict[str, Any]]) -> None:
+    for g in results:
+        figure = "-" if g["measured"] is None else f"{g['measured']:.2f}"
+        print(f"  {g['verdict']:4}  {g['goal']} [{g['loop']}]: {figure}")
+
+
+def write_json(path: Path, run: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run, indent=1, ensure_ascii=False) + "\n")
+
+
+def write_rst(path: Path, run: dict[str, Any], image: str) -> None:
+    """The part of docs/performance.rst that each full run rewrites: when, where, the table."""
+    m = run["machine"]
+    out = [
+        f"Measured on {run['date']} with ``{run['command']}``: {m['cores']} cores ({m['cpu']}), "
+        f"Python {m['python']}, {m['platform']}; uvloop {m['uvloop'] or 'not installed'}.",
+        "",
+        f".. image:: {image}",
+        "   :alt: Bar charts of each scenario, one bar per implementation",
+    ]
+    for loop in dict.fromkeys(r["loop"] for r in run["rows"]):
+        out += ["", f".. list-table:: On the {loop} loop", "   :header-rows: 1", ""]
+        lines = [HEADER, *table([r for r in run["rows"] if r["loop"] == loop], run["rows"])]
+        for line in lines:
+            out.append("   * - " + line[0])
+            # A lone "-" would start a bullet list in reStructuredText.
+            out.extend(
+                "     - " + (cell.replace("*", "\\*") if cell not in ("", "-") else "—") for cell in line[1:]
+            )
+    out += ["", "Goals (on the default asyncio loop):", ""]
+    for g in run["goals"]:
+        figure = "-" if g["measured"] is None else f"{g['measured']:.2f}"
+        out.append(f"- **{g['verdict']}** {g['goal']}: {figure}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out) + "\n")
