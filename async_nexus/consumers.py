@@ -104,11 +104,15 @@ class EventFanout(EventConsumer):
 
     def __init__(self) -> None:
         self._handlers: list[tuple[object, Callable[..., Any], bool]] = []
+        # What handle() iterates: rebuilt on (de)registration, so a handler that
+        # registers another while it runs does not change the current round.
+        self._calls: tuple[tuple[Callable[..., Any], bool], ...] = ()
 
     def register(self, handler: HandlerLike) -> None:
         """Add ``handler`` to the end of the fanout."""
         function, is_async = as_callable(handler)
         self._handlers.append((handler, function, is_async))
+        self._calls = tuple((f, a) for _, f, a in self._handlers)
 
     def deregister(self, handler: HandlerLike) -> None:
         """Remove ``handler``; :class:`ValueError` if it was not registered."""
@@ -116,36 +120,43 @@ class EventFanout(EventConsumer):
         if index < 0:
             raise ValueError(f"{_describe(handler)} is not registered with this fanout")
         del self._handlers[index]
+        self._calls = tuple((f, a) for _, f, a in self._handlers)
 
     def __len__(self) -> int:
         return len(self._handlers)
 
     async def handle(self, event: Any, queue: Any) -> Any:
         """Give ``event`` to every registered handler in registration order."""
-        results: list[Any] = []
-        failures: list[BaseException] = []
-        for _, function, is_async in tuple(self._handlers):
+        results: list[Any] | None = None
+        failures: list[BaseException] | None = None
+        calls = self._calls
+        for function, is_async in calls:
             try:
                 result = function(event, queue)
                 if is_async:
                     result = await result
             except Exception as exc:
+                if failures is None:
+                    failures = []
                 failures.append(exc)
                 continue
-            if isinstance(result, (list, tuple)):
-                results.extend(result)
-            elif result is not None:
-                results.append(result)
+            if result is not None:
+                if results is None:
+                    results = []
+                if isinstance(result, (list, tuple)):
+                    results.extend(result)
+                else:
+                    results.append(result)
         if failures:
             if len(failures) == 1:
                 raise failures[0]
             raise FanoutFailed(
-                f"{len(failures)} of {len(self._handlers)} fanout handlers failed for "
+                f"{len(failures)} of {len(calls)} fanout handlers failed for "
                 f"event {getattr(event, 'id', '?')!r}: "
                 + "; ".join(f"{type(exc).__name__}: {exc}" for exc in failures),
                 failures,
             )
-        return results or None
+        return results
 
 
 class EventDiscarder(EventConsumer):
