@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -301,7 +302,6 @@ def test_random_json_only_ever_raises_decode_error(value: Any) -> None:
 
 
 def test_msgpack_round_trip() -> None:
-    msgpack = pytest.importorskip("msgpack")
     codec = EventCodec(format="msgpack", named_events=[Treacle])
     for event in (
         Event("a", 1, -2, {"n": [1, 2.5, None, True, "ü"]}, {"trace": "t"}),
@@ -316,7 +316,6 @@ def test_msgpack_round_trip() -> None:
 
 
 def test_msgpack_refuses_what_json_cannot_carry() -> None:
-    msgpack = pytest.importorskip("msgpack")
     codec = EventCodec(format="msgpack")
     for obj, reason in [
         (wire(payload=b"raw bytes"), "bytes"),
@@ -337,7 +336,6 @@ def test_msgpack_refuses_what_json_cannot_carry() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=64))
 def test_msgpack_random_bytes_only_ever_raise_decode_error(data: bytes) -> None:
-    pytest.importorskip("msgpack")
     _decodes_or_decode_error(EventCodec(format="msgpack", named_events=[Treacle]), data)
 
 
