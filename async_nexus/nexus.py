@@ -579,10 +579,7 @@ class AsyncEventNexus(EventFactory):
 
     def _take_answer(self, answer: Event) -> None:
         """The reply route of this nexus's own requests."""
-        waiter = self._requests.get((answer.headers or {}).get(IN_REPLY_TO, ""))
-        if waiter is not None and not waiter.done():
-            waiter.set_result(answer)
-        else:
+        if not self._answers_request(answer):
             # Too late, or a second answer: dispatched like any event, so it is not lost.
             self._accept_forced(answer)
 
@@ -757,7 +754,7 @@ class AsyncEventNexus(EventFactory):
                 await self._report(exc, item.done)
 
     def _answers_request(self, event: Event) -> bool:
-        """Hand an answer that arrived from a transport to the request() waiting for it."""
+        """Hand ``event`` to the request() waiting for it, if it is an answer someone awaits."""
         headers = event.headers or {}
         waiter = self._requests.get(headers.get(IN_REPLY_TO, ""))
         if waiter is None or waiter.done():
