@@ -31,7 +31,6 @@ from .errors import (
     MultipleStart,
     NoMoreEvents,
     NotAnEvent,
-    QueueFull,
     RequestTimeout,
     RunawayChain,
     UnhandledEvent,
@@ -409,6 +408,10 @@ class AsyncEventNexus(EventFactory):
     async def ingest(self, event: Event) -> None:
         """Queue ``event`` for dispatch, waiting while the queue is full.
 
+        It does not switch tasks while there is room, except once when the woken dispatch
+        loop has not run yet and :data:`~async_nexus.queue.HANDOFF` events wait for it: a
+        producer that never awaits anything else still lets the loop keep up.
+
         :raises LoopStopped: the nexus was stopped; the event was not accepted.
         :raises NotAnEvent: ``event`` is not an :class:`~async_nexus.Event`.
         """
@@ -418,9 +421,7 @@ class AsyncEventNexus(EventFactory):
             _require_event(event, "ingest() takes")
         if self._tracer is not None:
             self._tracer.inject(event)
-        try:
-            self._queue.put_nowait(event, event.priority)  # no task switch while there is room
-        except QueueFull:
+        if not self._queue.try_put(event, event.priority):  # no task switch while it takes it
             await self._put(event, event.priority)
 
     def ingest_nowait(self, event: Event) -> None:

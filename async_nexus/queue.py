@@ -4,6 +4,11 @@ It has exactly one consumer, the dispatch loop, which takes items straight from
 :attr:`~EventQueue.buckets` (a call per event would cost more than the taking) and only
 awaits :meth:`wait_not_empty` when it is empty; producers wait in :meth:`put` while it
 is full. Waiters are futures, as in :mod:`asyncio.queues`.
+
+A put compares the size with one number, the *mark*, and does nothing else unless the
+size has reached it. The mark stands at the lowest size at which a put has more to do
+than append: the bound, the high-water mark (to raise it), zero while the consumer waits
+(to wake it), and :data:`HANDOFF` while the woken consumer has not had its turn yet.
 """
 
 from __future__ import annotations
@@ -15,7 +20,13 @@ from typing import Any
 
 from .errors import QueueFull
 
-__all__ = ["EventQueue"]
+__all__ = ["HANDOFF", "EventQueue"]
+
+#: How many items a put lets pile up for a consumer that was woken and has not run yet,
+#: before it yields to give the consumer its turn. Below the collector's first threshold
+#: (700 allocations by default): a producer that never yields would otherwise build a
+#: backlog of ``maxsize`` events for the garbage collector to walk, again and again.
+HANDOFF = 512
 
 
 class EventQueue:
@@ -31,9 +42,11 @@ class EventQueue:
         "priorities",
         "size",
         "putters",
+        "high_water",
+        "_mark",
         "_blocked",
         "_getter",
-        "high_water",
+        "_woken",
     )
 
     def __init__(self, maxsize: int = 0) -> None:
@@ -50,10 +63,12 @@ class EventQueue:
         self.size = 0
         #: Futures of :meth:`put` calls waiting for room.
         self.putters: deque[asyncio.Future[None]] = deque()
-        self._blocked = 0
-        self._getter: asyncio.Future[None] | None = None
         #: The largest number of items the queue has held.
         self.high_water = 0
+        self._mark = 0
+        self._blocked = 0
+        self._getter: asyncio.Future[None] | None = None
+        self._woken = False  # the consumer was woken and has not run since
 
     def __len__(self) -> int:
         return self.size
@@ -63,28 +78,18 @@ class EventQueue:
         """How many :meth:`put` calls are waiting for room (or woken but not yet back)."""
         return self._blocked
 
-    def _append(self, item: Any, priority: int) -> None:
-        bucket = self.buckets.get(priority)
-        if bucket is None:
-            bucket = self.buckets[priority] = deque()
-        if not bucket:
-            heapq.heappush(self.priorities, priority)
-        bucket.append(item)
-        self.size = size = self.size + 1
-        if size > self.high_water:
-            self.high_water = size
-        if self._getter is not None:
-            self.wake()
+    def try_put(self, item: Any, priority: int) -> bool:
+        """Queue ``item`` and return true, or return false if the caller should :meth:`put`.
 
-    def put_nowait(self, item: Any, priority: int) -> None:
-        """Queue ``item`` now, or raise :class:`~async_nexus.errors.QueueFull`."""
+        False means the queue is full, or the consumer has been woken and
+        :data:`HANDOFF` items already wait for it: :meth:`put` gives it its turn first.
+        """
         size = self.size
-        if 0 < self.maxsize <= size:
-            raise QueueFull(
-                f"the nexus queue is full ({size} of maxsize={self.maxsize}); "
-                "use 'await nexus.ingest(event)' to wait for room, or raise maxsize"
-            )
-        # _append, written out: this is the path of every ingested event.
+        if size >= self._mark:
+            if 0 < self.maxsize <= size or (self._woken and size >= HANDOFF):
+                return False
+            self._grow(size)
+        # The rest of _append, written out: this is the path of every ingested event.
         try:
             bucket = self.buckets[priority]
         except KeyError:
@@ -92,18 +97,26 @@ class EventQueue:
         if not bucket:
             heapq.heappush(self.priorities, priority)
         bucket.append(item)
-        self.size = size = size + 1
-        if size > self.high_water:
-            self.high_water = size
-        if self._getter is not None:
-            self.wake()
+        self.size = size + 1
+        return True
+
+    def put_nowait(self, item: Any, priority: int) -> None:
+        """Queue ``item`` now, or raise :class:`~async_nexus.errors.QueueFull`."""
+        if 0 < self.maxsize <= self.size:
+            raise QueueFull(
+                f"the nexus queue is full ({self.size} of maxsize={self.maxsize}); "
+                "use 'await nexus.ingest(event)' to wait for room, or raise maxsize"
+            )
+        self._append(item, priority)
 
     def put_forced(self, item: Any, priority: int) -> None:
         """Queue ``item`` now, past the bound if need be."""
         self._append(item, priority)
 
     async def put(self, item: Any, priority: int) -> None:
-        """Queue ``item``, waiting while the queue is full."""
+        """Queue ``item``, giving a woken consumer its turn first and waiting for room."""
+        if self._woken and self.size >= HANDOFF:
+            await asyncio.sleep(0)
         if 0 < self.maxsize <= self.size:
             loop = asyncio.get_running_loop()
             self._blocked += 1
@@ -125,6 +138,38 @@ class EventQueue:
                 self._blocked -= 1
         self._append(item, priority)
 
+    def _append(self, item: Any, priority: int) -> None:
+        size = self.size
+        if size >= self._mark:
+            self._grow(size)
+        bucket = self.buckets.get(priority)
+        if bucket is None:
+            bucket = self.buckets[priority] = deque()
+        if not bucket:
+            heapq.heappush(self.priorities, priority)
+        bucket.append(item)
+        self.size = size + 1
+
+    def _grow(self, size: int) -> None:
+        """A put at ``size`` reached the mark: raise the high-water mark, wake the consumer."""
+        if size >= self.high_water:
+            self.high_water = size + 1
+        if self._getter is not None:
+            self.wake()
+        else:
+            self._set_mark()
+
+    def _set_mark(self) -> None:
+        if self._getter is not None:
+            self._mark = 0
+            return
+        mark = self.high_water
+        if 0 < self.maxsize < mark:
+            mark = self.maxsize
+        if self._woken and mark > HANDOFF:
+            mark = HANDOFF
+        self._mark = mark
+
     def wake_putter(self) -> None:
         """Let the longest-waiting :meth:`put` go on; the taker calls it when room appears."""
         while self.putters:
@@ -139,16 +184,21 @@ class EventQueue:
             return
         getter = asyncio.get_running_loop().create_future()
         self._getter = getter
+        self._mark = 0
         try:
             await getter
         finally:
             if self._getter is getter:
                 self._getter = None
+            self._woken = False
+            self._set_mark()
 
     def wake(self) -> None:
         """Wake :meth:`wait_not_empty` even though nothing was queued (used to stop)."""
         getter = self._getter
         if getter is not None:
             self._getter = None
+            self._woken = True
             if not getter.done():
                 getter.set_result(None)
+            self._set_mark()

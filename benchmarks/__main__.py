@@ -78,26 +78,42 @@ def python_for(impl: str, loops: list[str]) -> tuple[str, str]:
 
 
 def measure_all(impls: list[str], keys: list[str], loops: list[str], plan: Any) -> list[dict[str, Any]]:
+    """Rows for every implementation, measured in rounds.
+
+    Each round runs every implementation once, each in a child of its own; the median is
+    taken over the rounds. A machine whose speed drifts (a shared or virtual one) then
+    slows every implementation alike, and the ratios stay fair.
+    """
     tasks = [
-        t
-        for t in child_tasks(plan)
-        if t[1].get("key", t[0]) in keys or (t[0] == "throughput_async" and "latency" in keys)
+        [name, dict(params)]
+        for name, params in child_tasks(plan)
+        if params.get("key", name) in keys or (name == "throughput_async" and "latency" in keys)
     ]
     rows: list[dict[str, Any]] = []
-    for impl in impls:
-        python, why = python_for(impl, loops)
+    jobs: list[tuple[str, str, str]] = []
+    interpreters = {impl: python_for(impl, loops) for impl in impls}
+    for impl, (python, why) in interpreters.items():
         for loop in loops:
             if loop != "asyncio" and impl not in ON_UVLOOP:
                 continue
             if why:
                 rows += [runner.row(k, impl, loop, note=why) for k in keys if k not in ("redis", "overload")]
-                continue
-            if not tasks:
-                continue
-            started = time.monotonic()
-            rows += runner.measure(python, impl, loop, [[n, dict(p)] for n, p in tasks], plan)
-            print(f"  {IMPLEMENTATIONS[impl]} on {loop}: {time.monotonic() - started:.1f} s", flush=True)
-        if "overload" in keys:
+            elif tasks:
+                jobs.append((impl, loop, python))
+    outputs: dict[tuple[str, str], list[dict[str, Any]]] = {(i, loop): [] for i, loop, _ in jobs}
+    for number in range(1, plan.runs + 1):
+        started = time.monotonic()
+        for impl, loop, python in jobs:
+            copies = [[name, dict(params)] for name, params in tasks]
+            outputs[impl, loop].append(
+                runner.run_child(python, impl, loop, copies, runs=1, warmup=plan.warmup)
+            )
+        print(f"  round {number} of {plan.runs}: {time.monotonic() - started:.1f} s", flush=True)
+    task_keys = [params.get("key", name) for name, params in tasks]
+    for (impl, loop), outs in outputs.items():
+        rows += runner.rows_for(impl, loop, task_keys, outs)
+    if "overload" in keys:
+        for impl, (python, why) in interpreters.items():
             if why:
                 rows.append(runner.row("overload", impl, "asyncio", note=why))
             else:

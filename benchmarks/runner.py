@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from .peers import IMPLEMENTATIONS
-from .plan import Plan
 
 CHILD = Path(__file__).resolve().parent / "child.py"
 #: No single child may take longer than this (seconds).
@@ -108,16 +107,34 @@ def _summarise(key: str, result: dict[str, Any]) -> dict[str, Any]:
     return {"value": result["rate"], "detail": {"runs": runs}}
 
 
-def measure(python: str, impl: str, loop: str, tasks: list[Any], plan: Plan) -> list[dict[str, Any]]:
-    """Rows for every task of one implementation on one loop, from one child."""
-    out = run_child(python, impl, loop, tasks, runs=plan.runs, warmup=plan.warmup)
-    keys = [params.get("key", name) for name, params in tasks]
+def merge(outs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One child's output from the outputs of several rounds: their runs pooled per scenario."""
+    errors = [out["error"] for out in outs if "error" in out]
+    if errors:
+        return {"error": errors[0]}
+    merged: dict[str, Any] = {"version": outs[0]["version"], "results": {}}
+    for key, first in outs[0]["results"].items():
+        results = [out["results"][key] for out in outs]
+        failed = next((r for r in results if "runs" not in r), None)
+        if failed is not None:
+            merged["results"][key] = failed
+            continue
+        runs = [run for r in results for run in r["runs"]]
+        pooled = {"runs": runs, "params": first["params"]}
+        if "rate" in first:
+            pooled["rate"] = statistics.median(first["params"]["n"] / seconds for seconds in runs)
+        merged["results"][key] = pooled
+    return merged
+
+
+def rows_for(impl: str, loop: str, keys: list[str], outs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for every scenario of one implementation on one loop, from its children's outputs."""
+    out = merge(outs)
     if "error" in out:
         return [row(k, impl, loop, note="crashed", failed=True, detail={"error": out["error"]}) for k in keys]
-    rows = []
-    for key in keys:
-        rows.append(row(key, impl, loop, version=out["version"], **_summarise(key, out["results"][key])))
-    return rows
+    return [
+        row(key, impl, loop, version=out["version"], **_summarise(key, out["results"][key])) for key in keys
+    ]
 
 
 def measure_memory(python: str, impl: str, events: int, runs: int) -> dict[str, Any]:
