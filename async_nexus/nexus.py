@@ -657,6 +657,7 @@ class AsyncEventNexus(EventFactory):
         requests = self._requests
         tracer = self._tracer
         span = None
+        current: _Item | None = None
         while True:
             if not queue.size:
                 if self._stop_requested or self._halted:
@@ -679,18 +680,15 @@ class AsyncEventNexus(EventFactory):
             # priority, a heap of the priorities in use. Written out, not called: this
             # runs for every event.
             bucket = buckets[priorities[0]]
-            item = bucket.popleft()
+            event = bucket.popleft()
             if not bucket:
                 heappop(priorities)
             queue.size -= 1
             if putters and queue.size < queue.maxsize:
                 queue.wake_putter()
-            if item.__class__ is _Item:
-                self._current = current = item
-                event = item.event
-            else:
-                current = None
-                event = item
+            if event.__class__ is _Item:  # an event with more to it than the event
+                self._current = current = event
+                event = current.event
             event_type = event.type
             try:
                 route = routes[event_type]
@@ -700,6 +698,7 @@ class AsyncEventNexus(EventFactory):
             if requests and event.headers and self._answers_request(event):
                 if current is not None:
                     await self._finish(current)
+                    current = None
                 continue
             if tracer is not None:
                 self._span = span = tracer.start(event)
@@ -744,6 +743,7 @@ class AsyncEventNexus(EventFactory):
                 span = None
             if current is not None:
                 await self._finish(current)
+                current = None
 
     async def _finish(self, item: _Item) -> None:
         """The dispatch of ``item`` is over: tell whoever waits for that (a transport's ack)."""
