@@ -80,38 +80,43 @@ def python_for(impl: str, loops: list[str]) -> tuple[str, str]:
 def measure_all(impls: list[str], keys: list[str], loops: list[str], plan: Any) -> list[dict[str, Any]]:
     """Rows for every implementation, measured in rounds.
 
-    Each round runs every implementation once, each in a child of its own; the median is
-    taken over the rounds. A machine whose speed drifts (a shared or virtual one) then
-    slows every implementation alike, and the ratios stay fair.
+    A round runs one group of scenarios once for every implementation, each in a child of
+    its own, back to back; the median is taken over the rounds. A machine whose speed
+    drifts (a shared or virtual one) then slows every implementation of a round alike,
+    and the ratios, taken round by round, stay fair.
     """
-    tasks = [
-        [name, dict(params)]
-        for name, params in child_tasks(plan)
-        if params.get("key", name) in keys or (name == "throughput_async" and "latency" in keys)
+    groups = [
+        [[name, dict(params)] for name, params in group if params.get("key", name) in keys]
+        for group in child_tasks(plan)
     ]
+    if "latency" in keys:  # it runs at half the rate of scenario 1, measured in the same child
+        groups[0] = [[name, dict(params)] for name, params in child_tasks(plan)[0]]
+    groups = [group for group in groups if group]
     rows: list[dict[str, Any]] = []
     jobs: list[tuple[str, str, str]] = []
     interpreters = {impl: python_for(impl, loops) for impl in impls}
-    for impl, (python, why) in interpreters.items():
-        for loop in loops:
+    for loop in loops:
+        for impl, (python, why) in interpreters.items():
             if loop != "asyncio" and impl not in ON_UVLOOP:
                 continue
             if why:
                 rows += [runner.row(k, impl, loop, note=why) for k in keys if k not in ("redis", "overload")]
-            elif tasks:
+            elif groups:
                 jobs.append((impl, loop, python))
-    outputs: dict[tuple[str, str], list[dict[str, Any]]] = {(i, loop): [] for i, loop, _ in jobs}
-    for number in range(1, plan.runs + 1):
+    for group in groups:
         started = time.monotonic()
-        for impl, loop, python in jobs:
-            copies = [[name, dict(params)] for name, params in tasks]
-            outputs[impl, loop].append(
-                runner.run_child(python, impl, loop, copies, runs=1, warmup=plan.warmup)
-            )
-        print(f"  round {number} of {plan.runs}: {time.monotonic() - started:.1f} s", flush=True)
-    task_keys = [params.get("key", name) for name, params in tasks]
-    for (impl, loop), outs in outputs.items():
-        rows += runner.rows_for(impl, loop, task_keys, outs)
+        outputs: dict[tuple[str, str], list[dict[str, Any]]] = {(i, loop): [] for i, loop, _ in jobs}
+        for _ in range(plan.runs):
+            for impl, loop, python in jobs:
+                copies = [[name, dict(params)] for name, params in group]
+                outputs[impl, loop].append(
+                    runner.run_child(python, impl, loop, copies, runs=1, warmup=plan.warmup)
+                )
+        group_keys = [params.get("key", name) for name, params in group]
+        for (impl, loop), outs in outputs.items():
+            rows += runner.rows_for(impl, loop, group_keys, outs)
+        took = time.monotonic() - started
+        print(f"  {', '.join(group_keys)}: {plan.runs} rounds in {took:.1f} s", flush=True)
     if "overload" in keys:
         for impl, (python, why) in interpreters.items():
             if why:

@@ -54,15 +54,19 @@ SCENARIOS = {
 }
 
 
-def child_tasks(plan: Plan) -> list[list[Any]]:
-    """The tasks of one child: every in-process scenario, latency last (it needs scenario 1)."""
+def child_tasks(plan: Plan) -> list[list[list[Any]]]:
+    """The in-process scenarios, in groups: each group is the work of one child.
+
+    Latency goes with scenario 1, whose rate it needs.
+    """
     return [
-        ["throughput_async", {"n": plan.events}],
-        ["throughput_sync", {"n": plan.events}],
-        ["routing", {"n": plan.events, "types": TYPES, "key": "routing_1000"}],
-        ["routing", {"n": plan.events, "types": 1, "key": "routing_1"}],
-        ["fanout", {"n": plan.fanout_events, "handlers": FANOUT}],
-        ["latency", {"n": plan.latency_events}],
+        [["throughput_async", {"n": plan.events}], ["latency", {"n": plan.latency_events}]],
+        [["throughput_sync", {"n": plan.events}]],
+        [
+            ["routing", {"n": plan.events, "types": TYPES, "key": "routing_1000"}],
+            ["routing", {"n": plan.events, "types": 1, "key": "routing_1"}],
+        ],
+        [["fanout", {"n": plan.fanout_events, "handlers": FANOUT}]],
     ]
 
 

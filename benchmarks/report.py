@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,23 @@ def advantage(rows: list[dict[str, Any]], r: dict[str, Any]) -> float | None:
     if min(ours["value"], r["value"]) < (1.0 if r["key"] == "overload" else 1e-9):
         return None  # no meaningful ratio between two figures of about nothing
     if SCENARIOS[r["key"]].higher_is_better:
-        return float(ours["value"] / r["value"])
+        paired = _paired(ours, r)
+        return paired if paired is not None else float(ours["value"] / r["value"])
     return float(r["value"] / ours["value"])
+
+
+def _paired(ours: dict[str, Any], r: dict[str, Any]) -> float | None:
+    """The median of the ratios round by round, when both rows timed the same rounds.
+
+    Runs of one round were taken within seconds of each other: a machine whose speed
+    drifts over minutes moves both, and their ratio stays put.
+    """
+    mine, theirs = ours["detail"].get("runs", []), r["detail"].get("runs", [])
+    if len(mine) < 2 or len(mine) != len(theirs):
+        return None
+    if not all(isinstance(x, float) and x > 0 for x in (*mine, *theirs)):
+        return None
+    return float(statistics.median(t / m for m, t in zip(mine, theirs, strict=True)))  # seconds
 
 
 def result_text(r: dict[str, Any]) -> str:
