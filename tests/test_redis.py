@@ -24,7 +24,12 @@ from async_nexus import AsyncEventNexus, Event, NamedEvent
 from async_nexus.codec import EventCodec
 from async_nexus.errors import BadCall, LoopStopped, RequestTimeout
 from async_nexus.events import CORRELATION_ID, IN_REPLY_TO, REPLY_TO
-from async_nexus.transports.redis import MalformedEntry, RedisStreamReceiver, RedisStreamSender
+from async_nexus.transports.redis import (
+    MalformedEntry,
+    RedisStreamReceiver,
+    RedisStreamSender,
+    UndeliverableEntry,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RECEIVER_PROCESS = ROOT / "tests" / "redis_receiver_process.py"
@@ -392,6 +397,86 @@ async def test_an_event_whose_handler_fails_is_reported_and_acknowledged(
     assert await pending_count(client, stream, "g") == 0
 
 
+async def _pending_with_a_poison_entry(
+    client: aioredis.Redis, stream: str, consumer: str, deliveries: int
+) -> list[bytes]:
+    """Events 0, 1 and 2 read by ``consumer`` of group "g" and never acknowledged.
+
+    Entry 1 has been delivered ``deliveries`` times, as if it had killed its consumer each time.
+    """
+    codec = EventCodec()
+    ids = [await client.xadd(stream, {"event": codec.encode(Event(i, "e"))}) for i in range(3)]
+    await client.xgroup_create(stream, "g", id="0")
+    await client.xreadgroup("g", consumer, {stream: ">"})
+    for _ in range(deliveries - 1):
+        await client.xclaim(stream, "g", consumer, 0, [ids[1]])  # each claim is a delivery
+    return ids
+
+
+async def test_an_entry_claimed_once_too_often_is_dead_lettered_not_delivered(
+    redis_url: str, stream: str, client: aioredis.Redis
+) -> None:
+    ids = await _pending_with_a_poison_entry(client, stream, "crashed", deliveries=3)
+    hook, collector = Hook(), Collector()
+    receiver = RedisStreamReceiver(
+        redis_url, stream, group="g", claim_idle=0.001, claim_interval=0.05, max_deliveries=3
+    )
+    async with AsyncEventNexus() as nexus:
+        nexus.on_error(hook)
+        nexus.add_handler(-1, collector)
+        nexus.add_producer(receiver)
+        await collector.wait(2, timeout=10)
+        await until(lambda: len(hook.calls) == 1)
+    # The claim was the fourth delivery of entry 1, and the second of the others.
+    assert sorted(event.id for event in collector.events) == [0, 2]
+    (error, subject), = hook.calls
+    assert subject is receiver
+    assert isinstance(error, UndeliverableEntry)
+    assert (error.entry_id, error.deliveries, error.dead_letter_stream) == (ids[1], 4, f"{stream}:dead")
+    assert "delivered 4 times and never acknowledged" in str(error)
+    dead = await client.xrange(f"{stream}:dead")
+    assert [fields[b"id"] for _, fields in dead] == [ids[1]]
+    assert dead[0][1][b"reason"] == b"delivered 4 times without being acknowledged (max_deliveries=3)"
+    assert EventCodec().decode(dead[0][1][b"field:event"]).id == 1
+    assert receiver.dead_lettered == 1
+    assert await pending_count(client, stream, "g") == 0
+
+
+async def test_a_restarted_consumer_dead_letters_the_entry_that_keeps_killing_it(
+    redis_url: str, stream: str, client: aioredis.Redis
+) -> None:
+    ids = await _pending_with_a_poison_entry(client, stream, "c1", deliveries=5)
+    hook, collector = Hook(), Collector()
+    async with AsyncEventNexus() as nexus:
+        nexus.on_error(hook)
+        nexus.add_handler(-1, collector)
+        # claim_idle is far away: its own history is what brings the entries back.
+        nexus.add_producer(
+            RedisStreamReceiver(redis_url, stream, group="g", consumer="c1", claim_idle=600, max_deliveries=5)
+        )
+        await collector.wait(2, timeout=10)
+        await until(lambda: len(hook.calls) == 1)
+    assert [event.id for event in collector.events] == [0, 2]
+    assert [(type(error), error.entry_id) for error, _ in hook.calls] == [(UndeliverableEntry, ids[1])]
+    assert await pending_count(client, stream, "g") == 0
+
+
+async def test_without_a_limit_an_entry_is_delivered_however_often_it_was_before(
+    redis_url: str, stream: str, client: aioredis.Redis
+) -> None:
+    await _pending_with_a_poison_entry(client, stream, "c1", deliveries=50)
+    collector = Collector()
+    async with AsyncEventNexus() as nexus:
+        nexus.add_handler(-1, collector)
+        receiver = RedisStreamReceiver(
+            redis_url, stream, group="g", consumer="c1", claim_idle=600, max_deliveries=None
+        )
+        nexus.add_producer(receiver)
+        await collector.wait(3, timeout=10)
+    assert [event.id for event in collector.events] == [0, 1, 2]
+    assert await client.xlen(f"{stream}:dead") == 0
+
+
 # -- competing consumers and broadcast ----------------------------------------------------------
 
 
@@ -559,6 +644,8 @@ def test_options_are_checked_with_clear_messages() -> None:
         RedisStreamSender("redis://127.0.0.1:1/0", "s", maxlen=-1)
     with pytest.raises(BadCall, match="group must be a non-empty str"):
         RedisStreamReceiver("redis://127.0.0.1:1/0", "s", group="")
+    with pytest.raises(ValueError, match="max_deliveries"):
+        RedisStreamReceiver("redis://127.0.0.1:1/0", "s", max_deliveries=0)
 
 
 async def test_maxlen_trims_the_stream_approximately(

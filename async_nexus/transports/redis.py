@@ -6,8 +6,8 @@
 - :class:`RedisStreamReceiver` is a producer in the receiving nexus. It reads the stream
   through a consumer group (``XREADGROUP``), distributes each event and acknowledges the
   entry (``XACK``) only once the event has been dispatched. Entries left pending by a
-  consumer that died are claimed (``XAUTOCLAIM``) and dispatched again; malformed entries
-  go to a dead-letter stream.
+  consumer that died are claimed (``XAUTOCLAIM``) and dispatched again; malformed entries,
+  and entries delivered too often without being acknowledged, go to a dead-letter stream.
 
 Lost connections are retried with exponential backoff and logged to the
 ``async_nexus.redis`` logger; nothing a sender accepted is dropped while it waits.
@@ -36,11 +36,17 @@ from redis.exceptions import RedisError, ResponseError
 
 from ..codec import EventCodec
 from ..consumers import EventConsumer
-from ..errors import BadCall, DecodeError, LoopStopped
+from ..errors import AsyncNexusError, BadCall, DecodeError, LoopStopped
 from ..events import CORRELATION_ID, IN_REPLY_TO, REPLY_TO, Event, EventFactory
 from ..sources import EventProducer
 
-__all__ = ["EVENT_FIELD", "MalformedEntry", "RedisStreamReceiver", "RedisStreamSender"]
+__all__ = [
+    "EVENT_FIELD",
+    "MalformedEntry",
+    "RedisStreamReceiver",
+    "RedisStreamSender",
+    "UndeliverableEntry",
+]
 
 logger = logging.getLogger("async_nexus.redis")
 
@@ -84,6 +90,37 @@ class MalformedEntry(DecodeError):
         self.stream = stream
         self.entry_id = entry_id
         self.reason = reason
+        self.fields = fields
+        self.dead_letter_stream = dead_letter_stream
+
+
+class UndeliverableEntry(AsyncNexusError):
+    """A stream entry delivered more than ``max_deliveries`` times and never acknowledged.
+
+    Such an entry most likely kills the consumer that takes it, so it is moved to the
+    dead-letter stream and acknowledged instead of being delivered again. Reported to the
+    error hook of the receiving nexus (the subject is the receiver).
+
+    :ivar stream: the stream the entry was read from.
+    :ivar entry_id: its id there.
+    :ivar deliveries: how many times the group had delivered it, this time included.
+    :ivar fields: the entry as it was read.
+    :ivar dead_letter_stream: where it was moved.
+    """
+
+    def __init__(
+        self, stream: str, entry_id: bytes, deliveries: int, fields: Fields, dead_letter_stream: str
+    ) -> None:
+        entry = entry_id.decode("ascii", "replace")
+        super().__init__(
+            f"entry {entry} of stream {stream!r} was delivered {deliveries} times and never "
+            f"acknowledged, so it probably brings its consumer down; it was moved to the "
+            f"dead-letter stream {dead_letter_stream!r} and acknowledged. Find out why there, "
+            "then add it to the stream again to have it handled"
+        )
+        self.stream = stream
+        self.entry_id = entry_id
+        self.deliveries = deliveries
         self.fields = fields
         self.dead_letter_stream = dead_letter_stream
 
@@ -509,6 +546,12 @@ class RedisStreamReceiver(EventProducer):
     ``group``, ``consumer`` and the original fields under ``field:<name>``, acknowledged,
     and reported to the error hook as :class:`MalformedEntry`; reading goes on.
 
+    **Poison entries.** An entry that takes its consumer down with it (a handler that
+    crashes the process, say) would be claimed and delivered again for ever. When an entry
+    is delivered again (its consumer's history, or a claim), the receiver asks Redis how
+    often the group has delivered it. Past ``max_deliveries`` it is dead-lettered as above,
+    and reported as :class:`UndeliverableEntry`.
+
     **Requests.** An event with ``correlation-id`` and ``reply-to`` headers is distributed
     with a reply route: an answer given by its handler is written to the stream named by
     ``reply-to``.
@@ -527,6 +570,8 @@ class RedisStreamReceiver(EventProducer):
         consumers.
     :param claim_interval: how often to look for them; ``claim_idle / 2`` by default.
     :param dead_letter_stream: where malformed entries go; ``f"{stream}:dead"`` by default.
+    :param max_deliveries: how many times an entry may be delivered without being
+        acknowledged before it is dead-lettered; ``None``: no limit.
     :param reply_maxlen: approximate length bound of the reply streams answers are added to.
     :param codec: the wire format; a JSON :class:`~async_nexus.codec.EventCodec` by default.
         Register :class:`~async_nexus.NamedEvent` classes with it to receive them as such.
@@ -550,6 +595,7 @@ class RedisStreamReceiver(EventProducer):
         claim_idle: float = 30.0,
         claim_interval: float | None = None,
         dead_letter_stream: str | None = None,
+        max_deliveries: int | None = 10,
         reply_maxlen: int | None = 10_000,
         codec: EventCodec | None = None,
         retry_initial: float = 0.05,
@@ -571,6 +617,8 @@ class RedisStreamReceiver(EventProducer):
         _check_positive("claim_idle", claim_idle)
         if claim_interval is not None:
             _check_positive("claim_interval", claim_interval)
+        if max_deliveries is not None:
+            _check_positive("max_deliveries", max_deliveries, integer=True)
         _check_positive("retry_initial", retry_initial)
         _check_positive("retry_max", retry_max)
         timeout = redis_options.get("socket_timeout", _SOCKET_TIMEOUT)
@@ -592,6 +640,7 @@ class RedisStreamReceiver(EventProducer):
         self.claim_idle = claim_idle
         self.claim_interval = claim_interval if claim_interval is not None else claim_idle / 2
         self.dead_letter_stream = dead_letter_stream if dead_letter_stream is not None else f"{stream}:dead"
+        self.max_deliveries = max_deliveries
         self.reply_maxlen = reply_maxlen
         self.codec = codec if codec is not None else EventCodec()
         self.close_timeout = close_timeout
@@ -613,7 +662,7 @@ class RedisStreamReceiver(EventProducer):
         self.acknowledged = 0
         #: Entries taken over from other consumers (or from an earlier run of this one).
         self.claimed = 0
-        #: Malformed entries moved to the dead-letter stream.
+        #: Entries moved to the dead-letter stream: malformed, or delivered too often.
         self.dead_lettered = 0
 
     def _new_reply_writer(self) -> _StreamWriter:
@@ -696,11 +745,13 @@ class RedisStreamReceiver(EventProducer):
                     response = await self._client().xreadgroup(
                         self.group, self.consumer, {self.stream: history}, count=count
                     )
+                    entries = _entries(response)
+                    deliveries = await self._deliveries(entries)
                 else:
                     response = await self._client().xreadgroup(
                         self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
                     )
-                entries = _entries(response)
+                    entries, deliveries = _entries(response), {}
             except ResponseError as exc:
                 if "NOGROUP" in str(exc):  # the server lost its data, or someone destroyed the group
                     logger.warning("%r: group %r is gone; creating it again", self, self.group)
@@ -720,7 +771,18 @@ class RedisStreamReceiver(EventProducer):
                     continue
                 history = entries[-1][0]
             for entry_id, fields in entries:
-                await self._take(entry_id, fields)
+                await self._take(entry_id, fields, deliveries.get(entry_id, 1))
+
+    async def _deliveries(self, entries: list[tuple[bytes, Fields]]) -> dict[bytes, int]:
+        """How many times the group has delivered each of ``entries``, delivered before."""
+        ids = [entry_id for entry_id, fields in entries if fields and entry_id not in self._in_flight]
+        if self.max_deliveries is None or not ids:
+            return {}
+        pipe = self._client().pipeline(transaction=False)
+        for entry_id in ids:
+            pipe.xpending_range(self.stream, self.group, entry_id, entry_id, 1)
+        found = await pipe.execute()
+        return {row["message_id"]: int(row["times_delivered"]) for rows in found for row in rows}
 
     async def _wait_room(self) -> int:
         while len(self._in_flight) >= self.max_in_flight:
@@ -728,7 +790,7 @@ class RedisStreamReceiver(EventProducer):
             await self._room.wait()
         return self.max_in_flight - len(self._in_flight)
 
-    async def _take(self, entry_id: bytes, fields: Fields) -> None:
+    async def _take(self, entry_id: bytes, fields: Fields, deliveries: int = 1) -> None:
         """Dispatch one entry read or claimed, unless it is already being dispatched here."""
         if entry_id in self._in_flight:
             return
@@ -736,15 +798,22 @@ class RedisStreamReceiver(EventProducer):
             self._acks.append(entry_id)
             self._acks_waiting.set()
             return
+        if self.max_deliveries is not None and deliveries > self.max_deliveries:
+            reason = f"delivered {deliveries} times without being acknowledged"
+            await self._dead_letter(entry_id, fields, f"{reason} (max_deliveries={self.max_deliveries})")
+            await self.report(
+                UndeliverableEntry(self.stream, entry_id, deliveries, fields, self.dead_letter_stream)
+            )
+            return
         raw = fields.get(EVENT_FIELD)
         if raw is None:
             names = ", ".join(repr(name.decode("utf-8", "replace")) for name in fields)
-            await self._dead_letter(entry_id, fields, f"no 'event' field; it has {names}")
+            await self._malformed(entry_id, fields, f"no 'event' field; it has {names}")
             return
         try:
             event = self.codec.decode(raw)
         except DecodeError as exc:
-            await self._dead_letter(entry_id, fields, str(exc))
+            await self._malformed(entry_id, fields, str(exc))
             return
         self._in_flight.add(entry_id)
         self.received += 1
@@ -765,6 +834,11 @@ class RedisStreamReceiver(EventProducer):
 
     def _reply(self, stream: str, answer: Event) -> None:
         self._replies.put_nowait(stream, {EVENT_FIELD: self.codec.encode(answer)}, self.reply_maxlen)
+
+    async def _malformed(self, entry_id: bytes, fields: Fields, reason: str) -> None:
+        await self._dead_letter(entry_id, fields, reason)
+        # The error hook logs it (by default) or does what the program wants with it.
+        await self.report(MalformedEntry(self.stream, entry_id, reason, fields, self.dead_letter_stream))
 
     async def _dead_letter(self, entry_id: bytes, fields: Fields, reason: str) -> None:
         record: dict[bytes, bytes | str] = {
@@ -788,8 +862,6 @@ class RedisStreamReceiver(EventProducer):
                 await backoff.failed(exc)
         backoff.succeeded()
         self.dead_lettered += 1
-        # The error hook logs it (by default) or does what the program wants with it.
-        await self.report(MalformedEntry(self.stream, entry_id, reason, fields, self.dead_letter_stream))
 
     async def _ack_loop(self) -> None:
         backoff = _Backoff(f"{self!r}: acknowledging", *self._backoff)
@@ -841,11 +913,11 @@ class RedisStreamReceiver(EventProducer):
                 self.stream, self.group, self.consumer, min_idle, start_id=cursor, count=room
             )
             cursor = response[0]
-            for entry_id, fields in response[1]:
-                if entry_id is None or entry_id in self._in_flight:
-                    continue
+            claimed = [(i, fields) for i, fields in response[1] if i is not None and i not in self._in_flight]
+            deliveries = await self._deliveries(claimed)
+            for entry_id, fields in claimed:
                 self.claimed += 1
-                await self._take(entry_id, fields)
+                await self._take(entry_id, fields, deliveries.get(entry_id, 1))
             if cursor in (b"0-0", "0-0"):
                 return
 
