@@ -421,7 +421,15 @@ class AsyncEventNexus(EventFactory):
             _require_event(event, "ingest() takes")
         if self._tracer is not None:
             self._tracer.inject(event)
-        if not self._queue.try_put(event, event.priority):  # no task switch while it takes it
+        # No task switch while the queue takes it. Below the mark, a FIFO that holds events
+        # of this priority already needs only the append: try_put, written out.
+        queue = self._queue
+        size = queue.size
+        bucket = queue.buckets.get(event.priority)
+        if bucket and size < queue.mark:
+            bucket.append(event)
+            queue.size = size + 1
+        elif not queue.try_put(event, event.priority):
             await self._put(event, event.priority)
 
     def ingest_nowait(self, event: Event) -> None:

@@ -43,7 +43,7 @@ class EventQueue:
         "size",
         "putters",
         "high_water",
-        "_mark",
+        "mark",
         "_blocked",
         "_getter",
         "_woken",
@@ -65,7 +65,9 @@ class EventQueue:
         self.putters: deque[asyncio.Future[None]] = deque()
         #: The largest number of items the queue has held.
         self.high_water = 0
-        self._mark = 0
+        #: Below this size a put needs nothing but the append to a non-empty FIFO (see the
+        #: module's description); ``ingest()`` writes that append out.
+        self.mark = 0
         self._blocked = 0
         self._getter: asyncio.Future[None] | None = None
         self._woken = False  # the consumer was woken and has not run since
@@ -85,7 +87,7 @@ class EventQueue:
         :data:`HANDOFF` items already wait for it: :meth:`put` gives it its turn first.
         """
         size = self.size
-        if size >= self._mark:
+        if size >= self.mark:
             if 0 < self.maxsize <= size or (self._woken and size >= HANDOFF):
                 return False
             self._grow(size)
@@ -140,7 +142,7 @@ class EventQueue:
 
     def _append(self, item: Any, priority: int) -> None:
         size = self.size
-        if size >= self._mark:
+        if size >= self.mark:
             self._grow(size)
         bucket = self.buckets.get(priority)
         if bucket is None:
@@ -161,14 +163,14 @@ class EventQueue:
 
     def _set_mark(self) -> None:
         if self._getter is not None:
-            self._mark = 0
+            self.mark = 0
             return
         mark = self.high_water
         if 0 < self.maxsize < mark:
             mark = self.maxsize
         if self._woken and mark > HANDOFF:
             mark = HANDOFF
-        self._mark = mark
+        self.mark = mark
 
     def wake_putter(self) -> None:
         """Let the longest-waiting :meth:`put` go on; the taker calls it when room appears."""
@@ -184,7 +186,7 @@ class EventQueue:
             return
         getter = asyncio.get_running_loop().create_future()
         self._getter = getter
-        self._mark = 0
+        self.mark = 0
         try:
             await getter
         finally:

@@ -144,3 +144,28 @@ async def test_a_producer_that_never_yields_lets_the_loop_run_every_handoff_even
     assert max(lags) <= HANDOFF + 1  # no event waited behind more than one handoff's worth
     nexus.stop()
     await asyncio.wait_for(task, WAIT)
+
+
+async def test_a_stream_of_mixed_priorities_keeps_each_priority_in_order() -> None:
+    nexus = AsyncEventNexus(maxsize=700)  # full now and then, past the handoff now and then
+    seen: list[Event] = []
+
+    async def handler(event: Event, queue: Any) -> None:
+        seen.append(event)
+        if len(seen) % 1000 == 0:
+            await asyncio.sleep(0)  # the producer runs while events of each priority wait
+
+    nexus.add_handler(1, handler)
+    task = nexus.start()
+    priorities = [0, 0, 1, -1, 0, 2, 2, 1]
+    for number in range(8000):
+        await nexus.ingest(Event(number, 1, priorities[number % len(priorities)]))
+    await asyncio.wait_for(nexus.join(), WAIT)
+    nexus.stop()
+    await asyncio.wait_for(task, WAIT)
+
+    assert sorted(event.id for event in seen) == list(range(8000))
+    for priority in set(priorities):
+        ids = [event.id for event in seen if event.priority == priority]
+        assert ids == sorted(ids)
+    assert nexus.stats()["high_water"] <= 700
