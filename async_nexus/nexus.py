@@ -37,7 +37,7 @@ from .errors import (
 )
 from .events import CORRELATION_ID, IN_REPLY_TO, Event, EventFactory
 from .queue import EventQueue
-from .routing import Router
+from .routing import Handlers, Router
 from .sources import EventProducer, EventSource, SimpleEventConverter
 
 __all__ = ["AsyncEventNexus", "DispatchTracer", "ErrorHook", "NexusState", "ReplyRoute"]
@@ -724,8 +724,20 @@ class AsyncEventNexus(EventFactory):
                         tracer.filtered(span)  # type: ignore[union-attr]
                     break
             else:
-                handlers = route.handlers
-                if not handlers:
+                only = route.only
+                if only is not None:  # _run_each for the one handler most types have, written out
+                    function, is_async = only
+                    try:
+                        result = function(event, handler_queue)
+                        if is_async:
+                            result = await result
+                        if result is not None:
+                            await self._emit_result(result)
+                    except Exception as exc:
+                        await report(exc, event)
+                elif route.handlers:
+                    await self._run_each(route.handlers, event)
+                else:
                     route.unhandled += 1
                     await report(
                         UnhandledEvent(
@@ -736,15 +748,6 @@ class AsyncEventNexus(EventFactory):
                         ),
                         event,
                     )
-                for function, is_async in handlers:
-                    try:
-                        result = function(event, handler_queue)
-                        if is_async:
-                            result = await result
-                        if result is not None:
-                            await self._emit_result(result)
-                    except Exception as exc:
-                        await report(exc, event)
             if span is not None:
                 self._span = None
                 tracer.end(span)  # type: ignore[union-attr]
@@ -752,6 +755,18 @@ class AsyncEventNexus(EventFactory):
             if current is not None:
                 await self._finish(current)
                 current = None
+
+    async def _run_each(self, handlers: Handlers, event: Event) -> None:
+        """Run the handlers of ``event`` in order; one that fails does not keep the others from it."""
+        for function, is_async in handlers:
+            try:
+                result = function(event, self._handler_queue)
+                if is_async:
+                    result = await result
+                if result is not None:
+                    await self._emit_result(result)
+            except Exception as exc:
+                await self._report(exc, event)
 
     async def _finish(self, item: _Item) -> None:
         """The dispatch of ``item`` is over: tell whoever waits for that (a transport's ack)."""

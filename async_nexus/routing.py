@@ -39,14 +39,16 @@ _ROUTE_LIMIT = 65536
 class Route:
     """Where events of one type go, and what became of them.
 
-    The dispatch loop reads :attr:`handlers` and bumps the counts; nothing else writes them.
+    The dispatch loop reads :attr:`only` or :attr:`handlers` and bumps the counts; nothing
+    else writes the counts.
     """
 
-    __slots__ = ("handlers", "dispatched", "filtered", "unhandled", "failed")
+    __slots__ = ("handlers", "only", "dispatched", "filtered", "unhandled", "failed")
 
     def __init__(self, handlers: Handlers) -> None:
-        #: The handlers to run, in order; empty when the type is unhandled.
-        self.handlers = handlers
+        self.handlers: Handlers = ()
+        self.only: tuple[Callable[..., Any], bool] | None = None
+        self.set_handlers(handlers)
         #: Events of this type taken from the queue.
         self.dispatched = 0
         #: ... consumed by a filter.
@@ -55,6 +57,13 @@ class Route:
         self.unhandled = 0
         #: ... whose handling raised.
         self.failed = 0
+
+    def set_handlers(self, handlers: Handlers) -> None:
+        """Route the type to ``handlers`` from now on."""
+        #: The handlers to run, in order; empty when the type is unhandled.
+        self.handlers = handlers
+        #: The handler when there is exactly one, which is the case the loop makes fastest.
+        self.only = handlers[0] if len(handlers) == 1 else None
 
     def counts(self) -> dict[str, int]:
         """The four counts by name."""
@@ -217,7 +226,7 @@ class Router:
         handlers = self._handlers(event_type)
         if len(self.routes) >= _ROUTE_LIMIT:
             # Counted together; resolved each time, which is slower but bounded.
-            self.overflow.handlers = handlers
+            self.overflow.set_handlers(handlers)
             return self.overflow
         route = self.routes[event_type] = Route(handlers)
         return route
@@ -229,7 +238,7 @@ class Router:
         # Registrations are rare and the kept routes few: resolve them all now rather
         # than check for staleness on every event.
         for event_type, route in self.routes.items():
-            route.handlers = self._handlers(event_type)
+            route.set_handlers(self._handlers(event_type))
 
     def _resolve(self, event_type: object) -> list[_Entry]:
         exact = self._exact.get(event_type)

@@ -9,6 +9,7 @@ import pytest
 from support import run_events
 
 from async_nexus import AsyncEventNexus, Event
+from async_nexus.testing import feed, running
 
 
 def recorder(log: list[Any], tag: str) -> Any:
@@ -192,3 +193,26 @@ async def test_decorators_return_function_unchanged() -> None:
     assert callable(teapot) and teapot.__name__ == "teapot"
     await run_events(nexus, Event(1, 99), Event(2, 98))
     assert log == [("f", 1), ("h", 1), ("f", 2), ("teapot", 2)]
+
+
+async def test_a_kept_route_follows_handlers_added_and_removed_while_looping() -> None:
+    nexus = AsyncEventNexus(multiple=True)
+    log: list[tuple[str, object]] = []
+
+    def first(e: Event, q: Any) -> None:
+        log.append(("first", e.id))
+
+    async def second(e: Event, q: Any) -> None:
+        log.append(("second", e.id))
+
+    nexus.add_handler(7, first)
+    async with running(nexus):
+        await feed(nexus, [Event(1, 7)])  # the route of type 7 is kept from here on
+        nexus.add_handler(7, second)
+        await feed(nexus, [Event(2, 7)])
+        nexus.remove_handler(7, first)
+        await feed(nexus, [Event(3, 7)])
+        nexus.remove_handler(7, second)
+        await feed(nexus, [Event(4, 7)])
+    assert log == [("first", 1), ("first", 2), ("second", 2), ("second", 3)]
+    assert nexus.stats()["by_type"][7]["unhandled"] == 1
