@@ -93,7 +93,8 @@ def goals(rows: list[dict[str, Any]], loop: str = "asyncio") -> list[dict[str, A
         if goal.key == "routing":
             many, one = find(rows, "routing_1000", OURS, loop), find(rows, "routing_1", OURS, loop)
             if many and one and many["value"] and one["value"]:
-                figure = one["value"] / many["value"]  # per-event cost ratio
+                # The per-event cost ratio: the two ran in the same child, round by round.
+                figure = _paired(one, many) or one["value"] / many["value"]
         elif goal.peer:
             peer, ours = find(rows, goal.key, goal.peer, loop), find(rows, goal.key, OURS, loop)
             if peer and ours:
