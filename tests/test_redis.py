@@ -25,6 +25,7 @@ from async_nexus.codec import EventCodec
 from async_nexus.errors import BadCall, LoopStopped, RequestTimeout
 from async_nexus.events import CORRELATION_ID, IN_REPLY_TO, REPLY_TO
 from async_nexus.transports.redis import (
+    DeadLetteredEntry,
     MalformedEntry,
     RedisStreamReceiver,
     RedisStreamSender,
@@ -362,6 +363,7 @@ async def test_garbage_is_dead_lettered_acknowledged_reported_and_reading_goes_o
     assert [event.id for event in collector.events] == [1, 2]
     errors = [error for error, _ in hook.calls]
     assert all(isinstance(error, MalformedEntry) for error in errors)
+    assert all(isinstance(error, DeadLetteredEntry) for error in errors)
     assert all(subject is receiver for _, subject in hook.calls)
     assert "not valid JSON" in str(errors[0]) and "no 'event' field" in str(errors[1])
 
@@ -431,7 +433,7 @@ async def test_an_entry_claimed_once_too_often_is_dead_lettered_not_delivered(
     assert sorted(event.id for event in collector.events) == [0, 2]
     (error, subject), = hook.calls
     assert subject is receiver
-    assert isinstance(error, UndeliverableEntry)
+    assert isinstance(error, UndeliverableEntry) and isinstance(error, DeadLetteredEntry)
     assert (error.entry_id, error.deliveries, error.dead_letter_stream) == (ids[1], 4, f"{stream}:dead")
     assert "delivered 4 times and never acknowledged" in str(error)
     dead = await client.xrange(f"{stream}:dead")

@@ -42,6 +42,7 @@ from ..sources import EventProducer
 
 __all__ = [
     "EVENT_FIELD",
+    "DeadLetteredEntry",
     "MalformedEntry",
     "RedisStreamReceiver",
     "RedisStreamSender",
@@ -66,16 +67,29 @@ _IDS_PER_COMMAND = 1000
 Fields = dict[bytes, bytes]
 
 
-class MalformedEntry(DecodeError):
-    """A stream entry that is not an event; it was moved to the dead-letter stream.
+class DeadLetteredEntry(AsyncNexusError):
+    """A stream entry that was moved to the dead-letter stream and acknowledged, not dispatched.
 
-    Reported to the error hook of the receiving nexus (the subject is the receiver).
+    Reported to the error hook of the receiving nexus (the subject is the receiver);
+    ``except DeadLetteredEntry`` catches both kinds below.
 
     :ivar stream: the stream the entry was read from.
     :ivar entry_id: its id there.
-    :ivar reason: what was wrong with it.
     :ivar fields: the entry as it was read.
     :ivar dead_letter_stream: where it was moved.
+    """
+
+    def _moved(self, stream: str, entry_id: bytes, fields: Fields, dead_letter_stream: str) -> None:
+        self.stream = stream
+        self.entry_id = entry_id
+        self.fields = fields
+        self.dead_letter_stream = dead_letter_stream
+
+
+class MalformedEntry(DeadLetteredEntry, DecodeError):
+    """A stream entry that is not an event.
+
+    :ivar reason: what was wrong with it.
     """
 
     def __init__(
@@ -87,25 +101,17 @@ class MalformedEntry(DecodeError):
             f"dead-letter stream {dead_letter_stream!r} and acknowledged",
             fields.get(EVENT_FIELD),
         )
-        self.stream = stream
-        self.entry_id = entry_id
         self.reason = reason
-        self.fields = fields
-        self.dead_letter_stream = dead_letter_stream
+        self._moved(stream, entry_id, fields, dead_letter_stream)
 
 
-class UndeliverableEntry(AsyncNexusError):
+class UndeliverableEntry(DeadLetteredEntry):
     """A stream entry delivered more than ``max_deliveries`` times and never acknowledged.
 
-    Such an entry most likely kills the consumer that takes it, so it is moved to the
-    dead-letter stream and acknowledged instead of being delivered again. Reported to the
-    error hook of the receiving nexus (the subject is the receiver).
+    Such an entry most likely brings down the consumer that takes it, so it is dead-lettered
+    instead of being delivered again.
 
-    :ivar stream: the stream the entry was read from.
-    :ivar entry_id: its id there.
     :ivar deliveries: how many times the group had delivered it, this time included.
-    :ivar fields: the entry as it was read.
-    :ivar dead_letter_stream: where it was moved.
     """
 
     def __init__(
@@ -118,11 +124,8 @@ class UndeliverableEntry(AsyncNexusError):
             f"dead-letter stream {dead_letter_stream!r} and acknowledged. Find out why there, "
             "then add it to the stream again to have it handled"
         )
-        self.stream = stream
-        self.entry_id = entry_id
         self.deliveries = deliveries
-        self.fields = fields
-        self.dead_letter_stream = dead_letter_stream
+        self._moved(stream, entry_id, fields, dead_letter_stream)
 
 
 def _check_options(options: Mapping[str, Any]) -> None:
