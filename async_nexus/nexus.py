@@ -422,7 +422,7 @@ class AsyncEventNexus(EventFactory):
         if self._tracer is not None:
             self._tracer.inject(event)
         # No task switch while the queue takes it. Below the mark, a FIFO that holds events
-        # of this priority already needs only the append: try_put, written out.
+        # of this priority already needs nothing but the append: written out, not called.
         queue = self._queue
         size = queue.size
         bucket = queue.buckets.get(event.priority)

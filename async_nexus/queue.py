@@ -87,19 +87,9 @@ class EventQueue:
         :data:`HANDOFF` items already wait for it: :meth:`put` gives it its turn first.
         """
         size = self.size
-        if size >= self.mark:
-            if 0 < self.maxsize <= size or (self._woken and size >= HANDOFF):
-                return False
-            self._grow(size)
-        # The rest of _append, written out: this is the path of every ingested event.
-        try:
-            bucket = self.buckets[priority]
-        except KeyError:
-            bucket = self.buckets[priority] = deque()
-        if not bucket:
-            heapq.heappush(self.priorities, priority)
-        bucket.append(item)
-        self.size = size + 1
+        if size >= self.mark and (0 < self.maxsize <= size or (self._woken and size >= HANDOFF)):
+            return False
+        self._append(item, priority)
         return True
 
     def put_nowait(self, item: Any, priority: int) -> None:
