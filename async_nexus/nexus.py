@@ -430,7 +430,7 @@ class AsyncEventNexus(EventFactory):
             bucket.append(event)
             queue.size = size + 1
         elif not queue.try_put(event, event.priority):
-            await self._put(event, event.priority)
+            await queue.put(event, event.priority)
 
     def ingest_nowait(self, event: Event) -> None:
         """Queue ``event`` now, or raise :class:`~async_nexus.errors.QueueFull`."""
@@ -454,19 +454,15 @@ class AsyncEventNexus(EventFactory):
             raise self._refusal("event from a source refused")
         _require_event(event, "a source must produce")
         item = event if reply is None and done is None else _Item(event, 0, reply, done)
-        await self._put(item, event.priority)
-        if source is not None:
-            self._by_source[source] += 1
-
-    async def _put(self, item: Event | _Item, priority: int) -> None:
-        queue = self._queue
         try:
-            await queue.put(item, priority)
+            await self._queue.put(item, event.priority)
         except asyncio.CancelledError:
             # A graceful stop cancels sources waiting for room: keep the event they hold.
             if self._sources_open and self._stop_requested:
-                queue.put_forced(item, priority)
+                self._queue.put_forced(item, event.priority)
             raise
+        if source is not None:
+            self._by_source[source] += 1
 
     def _accept_forced(
         self, event: Event, reply: ReplyRoute | None = None, source: EventSource | None = None
@@ -558,7 +554,7 @@ class AsyncEventNexus(EventFactory):
         self._requests[correlation] = waiter
 
         async def send_and_wait() -> Event:
-            await self._put(_Item(request, 0, self._take_answer, None, waiter), request.priority)
+            await self._queue.put(_Item(request, 0, self._take_answer, None, waiter), request.priority)
             return await waiter
 
         try:

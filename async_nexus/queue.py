@@ -176,7 +176,7 @@ class EventQueue:
             return
         getter = asyncio.get_running_loop().create_future()
         self._getter = getter
-        self.mark = 0
+        self._set_mark()  # zero: the next put wakes us
         try:
             await getter
         finally:

@@ -121,32 +121,17 @@ def _crossing(side: str, url: str, stream: str, n: int) -> float:
 
 
 def _side(side: str, impl: str, url: str, plan: Plan, version: str) -> dict[str, Any]:
+    labels = {"name": NAMES[impl], "version": version}
     try:
         runs = [
             _crossing(side, url, f"bench-{side}-{k}", plan.redis_events)
             for k in range(plan.warmup + plan.runs)
         ][plan.warmup :]
     except Exception as exc:  # one side failing must not hide the other
-        return row(
-            "redis",
-            impl,
-            "asyncio",
-            name=NAMES[impl],
-            version=version,
-            note="crashed",
-            failed=True,
-            detail={"error": f"{type(exc).__name__}: {exc}"},
-        )
-    rates = [plan.redis_events / seconds for seconds in runs]
-    return row(
-        "redis",
-        impl,
-        "asyncio",
-        name=NAMES[impl],
-        version=version,
-        value=statistics.median(rates),
-        detail={"runs": runs},
-    )
+        error = {"error": f"{type(exc).__name__}: {exc}"}
+        return row("redis", impl, "asyncio", **labels, note="crashed", failed=True, detail=error)
+    rate = statistics.median(plan.redis_events / seconds for seconds in runs)
+    return row("redis", impl, "asyncio", **labels, value=rate, detail={"runs": runs})
 
 
 def measure(plan: Plan, *, with_nexus: bool) -> list[dict[str, Any]]:

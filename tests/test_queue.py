@@ -169,3 +169,29 @@ async def test_a_stream_of_mixed_priorities_keeps_each_priority_in_order() -> No
         ids = [event.id for event in seen if event.priority == priority]
         assert ids == sorted(ids)
     assert nexus.stats()["high_water"] <= 700
+
+
+async def test_an_ingest_cancelled_while_waiting_for_room_queued_nothing_even_during_a_stop() -> None:
+    nexus = AsyncEventNexus(maxsize=1)
+    release = asyncio.Event()
+    handled: list[object] = []
+
+    async def handler(event: Event, queue: Any) -> None:
+        handled.append(event.id)
+        await release.wait()
+
+    nexus.add_handler(1, handler)
+    task = nexus.start()
+    await nexus.ingest(Event(1, 1))
+    await asyncio.sleep(0)  # the loop takes event 1 and waits in its handler
+    await nexus.ingest(Event(2, 1))  # fills the queue
+    waiting = asyncio.ensure_future(nexus.ingest(Event(3, 1)))
+    await asyncio.sleep(0)
+    assert not waiting.done()  # no room for event 3
+    nexus.stop()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    release.set()
+    await asyncio.wait_for(task, WAIT)
+    assert handled == [1, 2]  # what was accepted is dispatched; the cancelled one never was
