@@ -10,6 +10,7 @@ from support import Collector, Hook
 
 from async_nexus import AsyncEventBoundary, AsyncEventNexus, Event, EventProducer, NamedEvent, errors
 from async_nexus.events import CORRELATION_ID, IN_REPLY_TO
+from async_nexus.testing import Recorder
 
 
 class Query(NamedEvent):
@@ -251,13 +252,12 @@ async def test_answer_arriving_from_a_transport_resolves_the_request() -> None:
     nexus = AsyncEventNexus()
     feeder = Feeder()
     nexus.add_producer(feeder)
-    sent: list[Event] = []
-    nexus.add_handler("remote?", lambda e, q: sent.append(e))
+    sent = Recorder(name="remote? handler")
+    nexus.add_handler("remote?", sent)
     async with nexus:
         pending = asyncio.ensure_future(nexus.request(Event(1, "remote?"), timeout=5))
-        while not sent:
-            await asyncio.wait_for(nexus.join(), 5)
-        correlation = sent[0].headers[CORRELATION_ID] if sent[0].headers else ""
+        (request,) = await sent.wait_for(1)
+        correlation = request.headers[CORRELATION_ID] if request.headers else ""
         await feeder.distribute_event(Event(2, "remote!", 0, "ok", {IN_REPLY_TO: correlation}))
         answer = await pending
     assert answer.payload == "ok"
@@ -307,14 +307,13 @@ async def test_an_answer_delivered_by_a_transport_is_acknowledged_too() -> None:
     nexus = AsyncEventNexus()
     feeder = Feeder()
     nexus.add_producer(feeder)
-    sent: list[Event] = []
-    nexus.add_handler("remote?", lambda e, q: sent.append(e))
+    sent = Recorder(name="remote? handler")
+    nexus.add_handler("remote?", sent)
     acked: list[Event] = []
     async with nexus:
         pending = asyncio.ensure_future(nexus.request(Event(1, "remote?"), timeout=5))
-        while not sent:
-            await asyncio.wait_for(nexus.join(), 5)
-        correlation = sent[0].headers[CORRELATION_ID] if sent[0].headers else ""
+        (request,) = await sent.wait_for(1)
+        correlation = request.headers[CORRELATION_ID] if request.headers else ""
         answer = Event(2, "remote!", 0, "ok", {IN_REPLY_TO: correlation})
         await feeder.distribute_event(answer, on_dispatched=acked.append)
         assert (await pending).payload == "ok"
