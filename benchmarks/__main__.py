@@ -22,7 +22,18 @@ from typing import Any
 
 from . import peer_venv, plot, redis_scenario, report, runner
 from .peers import IMPLEMENTATIONS, REQUIRES
-from .plan import FULL, ON_UVLOOP, QUICK, SCENARIOS, child_tasks
+from .plan import (
+    FULL,
+    IO_CONCURRENCY,
+    IO_IDEAL,
+    IO_OVERLOAD_SLEEP,
+    IO_SLEEP,
+    MEMORY,
+    QUICK,
+    SCENARIOS,
+    child_tasks,
+    measured,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,34 +108,73 @@ def measure_all(impls: list[str], keys: list[str], loops: list[str], plan: Any) 
     interpreters = {impl: python_for(impl, loops) for impl in impls}
     for loop in loops:
         for impl, (python, why) in interpreters.items():
-            if loop != "asyncio" and impl not in ON_UVLOOP:
-                continue
             if why:
-                rows += [runner.row(k, impl, loop, note=why) for k in keys if k not in ("redis", "overload")]
+                rows += [
+                    runner.row(k, impl, loop, note=why)
+                    for k in keys
+                    if k != "redis" and k not in MEMORY and measured(k, impl, loop)
+                ]
             elif groups:
                 jobs.append((impl, loop, python))
     for group in groups:
         started = time.monotonic()
-        outputs: dict[tuple[str, str], list[dict[str, Any]]] = {(i, loop): [] for i, loop, _ in jobs}
+        # Each implementation runs the scenarios of the group it takes part in, if any.
+        tasks = {
+            (impl, loop): [
+                [name, params] for name, params in group if measured(params.get("key", name), impl, loop)
+            ]
+            for impl, loop, _ in jobs
+        }
+        outputs: dict[tuple[str, str], list[dict[str, Any]]] = {
+            job: [] for job, mine in tasks.items() if mine
+        }
         for _ in range(plan.runs):
             for impl, loop, python in jobs:
-                copies = [[name, dict(params)] for name, params in group]
+                if (impl, loop) not in outputs:
+                    continue
+                copies = [[name, dict(params)] for name, params in tasks[impl, loop]]
                 outputs[impl, loop].append(
                     runner.run_child(python, impl, loop, copies, runs=1, warmup=plan.warmup)
                 )
-        group_keys = [params.get("key", name) for name, params in group]
         for (impl, loop), outs in outputs.items():
-            rows += runner.rows_for(impl, loop, group_keys, outs)
+            mine = [params.get("key", name) for name, params in tasks[impl, loop]]
+            rows += runner.rows_for(impl, loop, mine, outs)
+        group_keys = [params.get("key", name) for name, params in group]
         took = time.monotonic() - started
         print(f"  {', '.join(group_keys)}: {plan.runs} rounds in {took:.1f} s", flush=True)
-    if "overload" in keys:
+    memory = [
+        ("overload", plan.overload_events, plan.memory_runs, {}),
+        (
+            "io_overload",
+            plan.io_overload_events,
+            plan.io_memory_runs,
+            {"sleep": IO_OVERLOAD_SLEEP, "concurrency": IO_CONCURRENCY},
+        ),
+    ]
+    for key, events, runs, params in memory:
+        if key not in keys:
+            continue
+        started = time.monotonic()
         for impl, (python, why) in interpreters.items():
+            if not measured(key, impl):
+                continue
             if why:
-                rows.append(runner.row("overload", impl, "asyncio", note=why))
+                rows.append(runner.row(key, impl, "asyncio", note=why))
             else:
-                rows.append(runner.measure_memory(python, impl, plan.overload_events, plan.memory_runs))
-                print(f"  {IMPLEMENTATIONS[impl]}: memory under overload done", flush=True)
+                rows.append(runner.measure_memory(python, impl, events, runs, key, **params))
+                print(f"  {IMPLEMENTATIONS[impl]}: {SCENARIOS[key].title} done", flush=True)
+        print(f"  {key}: {runs} runs in {time.monotonic() - started:.1f} s", flush=True)
     return [r for r in rows if r["key"] in keys]
+
+
+def ideal_rows(keys: list[str]) -> list[dict[str, Any]]:
+    """Scenario 8's ideal: every handler call costs its await and nothing else. Computed."""
+    note = f"computed: {IO_CONCURRENCY} at once / {IO_SLEEP * 1000:g} ms"
+    return [
+        runner.row(key, "ideal", "asyncio", name="ideal", value=IO_IDEAL, note=note)
+        for key in ("io_bound", "io_bound_keyed")
+        if key in keys
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,10 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = measure_all(impls, keys, loops, plan)
     if "redis" in keys:
         rows += redis_scenario.measure(plan, with_nexus="nexus" in impls)
+    rows += ideal_rows(keys)
     versions = {r["impl"]: r["version"] for r in rows if r["version"]}
     for r in rows:
         r["version"] = r["version"] or versions.get(r["impl"], "")
-    order = {k: i for i, k in enumerate([*IMPLEMENTATIONS, *redis_scenario.IMPLEMENTATIONS])}
+    order = {k: i for i, k in enumerate(["ideal", *IMPLEMENTATIONS, *redis_scenario.IMPLEMENTATIONS])}
     keys_order = list(SCENARIOS)
     rows.sort(key=lambda r: (keys_order.index(r["key"]), r["loop"] != "asyncio", order.get(r["impl"], 99)))
     print()

@@ -21,7 +21,9 @@ import traceback
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-#: A backstop for the overload scenario (address-space growth): the suite itself stops a
+#: The scenarios that report the growth of peak resident memory rather than seconds.
+MEMORY = ("overload", "io_overload")
+#: A backstop for the overload scenarios (address-space growth): the suite itself stops a
 #: child at 1 GiB resident, but where it cannot watch (no /proc) this limit still holds.
 OVERLOAD_CAP_MB = 2048
 
@@ -68,7 +70,7 @@ def cap_address_space(extra_mb: int) -> tuple[int, int] | None:
 
 
 def measure(function: Callable[..., Any], name: str, params: dict[str, Any], spec: dict[str, Any]) -> Any:
-    if name == "overload":
+    if name in MEMORY:
         before = peak_rss_mb()
         limits = cap_address_space(OVERLOAD_CAP_MB)
         try:
@@ -102,7 +104,7 @@ def main() -> None:
                 measure(function, name, dict(smaller), spec)
             runs = [measure(function, name, dict(params), spec) for _ in range(spec["runs"])]
             result: dict[str, Any] = {"runs": runs, "params": params}
-            if isinstance(runs[0], float) and name != "overload":
+            if isinstance(runs[0], float) and name not in MEMORY:
                 result["rate"] = statistics.median(params["n"] / seconds for seconds in runs)
             out["results"][key] = result
         except Exception:

@@ -25,7 +25,7 @@ def advantage(rows: list[dict[str, Any]], r: dict[str, Any]) -> float | None:
     ours = find(rows, r["key"], OURS, r["loop"])
     if not ours or ours["value"] is None or r["value"] is None:
         return None
-    if min(ours["value"], r["value"]) < (1.0 if r["key"] == "overload" else 1e-9):
+    if min(ours["value"], r["value"]) < (1.0 if SCENARIOS[r["key"]].unit == "MB" else 1e-9):
         return None  # no meaningful ratio between two figures of about nothing
     if SCENARIOS[r["key"]].higher_is_better:
         paired = _paired(ours, r)

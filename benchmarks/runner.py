@@ -137,32 +137,36 @@ def rows_for(impl: str, loop: str, keys: list[str], outs: list[dict[str, Any]]) 
     ]
 
 
-def measure_memory(python: str, impl: str, events: int, runs: int) -> dict[str, Any]:
-    """Peak RSS growth under overload, each run in a fresh child; a run that hits the cap ends it."""
+def measure_memory(
+    python: str, impl: str, events: int, runs: int, key: str = "overload", **params: Any
+) -> dict[str, Any]:
+    """Peak RSS growth under overload, each run in a fresh child; a run that hits the cap ends it.
+
+    ``key`` names the scenario (the child's function of that name is run with ``n=events``
+    and ``params``).
+    """
     growths: list[float] = []
     version = ""
     for _ in range(runs):
         out = run_child(
-            python, impl, "asyncio", [["overload", {"n": events}]], runs=1, warmup=0, cap_mb=CAP_MB
+            python, impl, "asyncio", [[key, {"n": events, **params}]], runs=1, warmup=0, cap_mb=CAP_MB
         )
         if "capped_mb" in out:
             note = f"stopped at {CAP_MB:,} MB resident: grows without bound"
-            return row("overload", impl, "asyncio", version=version, value=float(CAP_MB), note=note)
+            return row(key, impl, "asyncio", version=version, value=float(CAP_MB), note=note)
         if "error" in out:
-            return row(
-                "overload", impl, "asyncio", note="crashed", failed=True, detail={"error": out["error"]}
-            )
-        version, result = out["version"], out["results"]["overload"]
+            return row(key, impl, "asyncio", note="crashed", failed=True, detail={"error": out["error"]})
+        version, result = out["version"], out["results"][key]
         if "runs" not in result:
-            return row("overload", impl, "asyncio", version=version, **_summarise("overload", result))
+            return row(key, impl, "asyncio", version=version, **_summarise(key, result))
         growth = result["runs"][0]
         if isinstance(growth, dict):
             cap = growth["capped_mb"]
             note = f"stopped at the {cap} MB cap: grows without bound"
-            return row("overload", impl, "asyncio", version=version, value=float(cap), note=note)
+            return row(key, impl, "asyncio", version=version, value=float(cap), note=note)
         growths.append(growth)
     return row(
-        "overload",
+        key,
         impl,
         "asyncio",
         version=version,

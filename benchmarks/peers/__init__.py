@@ -3,7 +3,9 @@
 A module has ``NAME``, ``version()``, ``UNSUPPORTED`` (scenario -> why not) and an
 ``async def`` per scenario it does: ``throughput_async(n)``, ``throughput_sync(n)``,
 ``routing(n, types)``, ``fanout(n, handlers)`` (each returns elapsed seconds),
-``latency(n, rate)`` (a :class:`~peers.work.Latencies`) and ``overload(n)``.
+``latency(n, rate)`` (a :class:`~peers.work.Latencies`) and ``overload(n)``; those of
+scenario 8 also ``io_bound(n, sleep, concurrency, keys=0)`` (seconds) and
+``io_overload(n, sleep, concurrency)``.
 Modules import only relatively, so ``child.py`` can load them as the top-level package
 ``peers`` from any interpreter, including the venv that holds async-nexus 1.0.2.
 """
@@ -12,6 +14,7 @@ Modules import only relatively, so ``child.py`` can load them as the top-level p
 IMPLEMENTATIONS = {
     "ceiling": "ceiling",
     "plain_queue": "asyncio.Queue",
+    "semaphore": "asyncio.Semaphore",
     "nexus": "async-nexus",
     "nexus_v1": "async-nexus 1.0.2",
     "pyee_peer": "pyee",

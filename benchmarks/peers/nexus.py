@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from time import perf_counter
 from typing import Any
 
 import async_nexus
 from async_nexus import AsyncEventNexus, Event, EventFanout
 
-from .work import FILTERS, PATTERNS, RANGES, Countdown, Latencies, never_matches, paced, slow
+from .work import FILTERS, PATTERNS, RANGES, Countdown, Latencies, never_matches, paced, slow, waits
 
 NAME = "async-nexus"
 UNSUPPORTED: dict[str, str] = {}
@@ -107,3 +108,33 @@ async def overload(n: int) -> None:
 
     nexus.add_handler(0, handler)
     await _feed(nexus, n, 1, count)
+
+
+async def io_bound(n: int, sleep: float, concurrency: int, keys: int = 0) -> float:
+    """Up to ``concurrency`` handlers at once; with ``keys``, one at a time per ``id % keys``."""
+    nexus, count = AsyncEventNexus(), Countdown(n)
+
+    async def handler(event: Event, queue: Any) -> None:
+        await waits(count, sleep)
+
+    if keys:
+        nexus.add_handler(0, handler, concurrency=concurrency, key=lambda event: event.id % keys)
+    else:
+        nexus.add_handler(0, handler, concurrency=concurrency)
+    return await _feed(nexus, n, 1, count)
+
+
+async def io_overload(n: int, sleep: float, concurrency: int) -> None:
+    """Ingest ``n`` events as fast as the nexus takes them, then stop it (which drains the rest)."""
+    nexus = AsyncEventNexus()
+
+    async def handler(event: Event, queue: Any) -> None:
+        await asyncio.sleep(sleep)
+
+    nexus.add_handler(0, handler, concurrency=concurrency)
+    task = nexus.start()
+    ingest = nexus.ingest
+    for i in range(n):
+        await ingest(Event(i, 0))
+    nexus.stop()
+    await task

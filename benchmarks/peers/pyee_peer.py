@@ -10,7 +10,7 @@ from pyee.asyncio import AsyncIOEventEmitter
 
 from async_nexus import Event
 
-from .work import Countdown, Latencies, paced, slow
+from .work import Countdown, Latencies, paced, slow, waits
 
 NAME = "pyee"
 UNSUPPORTED = {"routing": "no filters (routes by event name)"}
@@ -83,3 +83,18 @@ async def overload(n: int) -> Any:
         await slow(count)
 
     return await _emit(n, emitter, count)
+
+
+async def io_bound(n: int, sleep: float, concurrency: int) -> float:
+    """``concurrency`` is not applied: pyee has no limit, every event is a task at once."""
+    emitter, count = AsyncIOEventEmitter(), Countdown(n)
+
+    @emitter.on("tick")
+    async def handler(event: Event) -> None:
+        await waits(count, sleep)
+
+    return await _emit(n, emitter, count)
+
+
+async def io_overload(n: int, sleep: float, concurrency: int) -> Any:
+    return await io_bound(n, sleep, concurrency)

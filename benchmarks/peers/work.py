@@ -95,3 +95,9 @@ async def slow(count: Countdown) -> None:
     """The handler of the overload scenario: it yields to the loop once per event."""
     await asyncio.sleep(0)
     count.hit()
+
+
+async def waits(count: Countdown, seconds: float) -> None:
+    """The handler of scenario 8: it awaits ``seconds``, as a call over the network would."""
+    await asyncio.sleep(seconds)
+    count.hit()
