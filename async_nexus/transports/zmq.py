@@ -6,7 +6,8 @@ async-nexus 1.0's ``async_nexus.zmq``:
 * :class:`ZmqEventSender`: a handler in the sending nexus; each event it gets is encoded
   with an :class:`~async_nexus.codec.EventCodec` and sent on its socket.
 * :class:`ZmqEventReceiver`: a converter in the receiving nexus; each message is decoded
-  back into the event that was sent, headers and all.
+  back into the event that was sent, headers and all. With a JSON codec it also reads
+  events as async-nexus 1.0 sent them, so 1.0 senders keep working.
 * :class:`ZmqEventConverter`: a converter for peers that send plain strings (not events):
   each string becomes the payload of a new event of one type.
 * :func:`send_event`: send one event from anywhere, on a plain or an asyncio socket.
@@ -39,7 +40,7 @@ from ..consumers import EventConsumer
 from ..errors import DecodeError, NoMoreEvents
 from ..events import Event, EventFactory, EventType, IdStrategy, NamedEvent
 from ..sources import SimpleEventConverter
-from . import _zmq_frames
+from . import _zmq_compat, _zmq_frames
 from ._zmq_frames import CANNOT_RECEIVE, CANNOT_SEND, check_socket, check_topic, frames_of
 
 __all__ = [
@@ -204,6 +205,11 @@ class ZmqEventReceiver(ZmqAbstractConverter):
     """A converter that receives whole events, as :class:`ZmqEventSender` and
     :func:`send_event` send them, and decodes them with its codec.
 
+    With a JSON codec (the default) it also reads an event as async-nexus 1.0's
+    ``send_event`` sent it: a JSON object of exactly ``id``, ``type``, ``priority`` and
+    ``payload``, e.g. ``{"id": 1001, "type": 99, "priority": 0, "payload": "TEAPOT!"}``. That
+    arrives as ``Event(id, type, priority, payload)``, without headers.
+
     :param socket: as for :class:`ZmqAbstractConverter`.
     :param codec: the sender's codec (same format); register in it every
         :class:`~async_nexus.NamedEvent` class that may arrive. By default JSON, no named events.
@@ -217,10 +223,10 @@ class ZmqEventReceiver(ZmqAbstractConverter):
     async def obtain_event(self) -> Event:
         """Receive a message and decode its last frame into the event that was sent.
 
-        :raises DecodeError: the message is not an encoded event (the nexus reports it and
-            goes on); :attr:`~async_nexus.errors.DecodeError.raw` holds the frame.
+        :raises DecodeError: the message is not an encoded event, nor a 1.0 one (the nexus
+            reports it and goes on); :attr:`~async_nexus.errors.DecodeError.raw` holds the frame.
         """
-        return self.codec.decode((await self.receive())[-1])
+        return _zmq_compat.decode((await self.receive())[-1], self.codec)
 
     def __repr__(self) -> str:
         return f"<ZmqEventReceiver {self.codec.format} at {id(self):#x}>"
