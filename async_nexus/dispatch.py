@@ -27,7 +27,8 @@ from .queue import EventQueue
 from .requests import Requests, answer_to
 from .routing import Route, Router
 
-__all__ = ["Dispatcher"]
+# Internal: the public face is AsyncEventNexus (see the module description).
+__all__: list[str] = []
 
 logger = logging.getLogger("async_nexus")
 
@@ -112,6 +113,8 @@ class Dispatcher:
         while True:
             if not queue.size:
                 if self.stop_requested or self.halted:
+                    if self.interrupt:
+                        return
                     if queue.blocked_putters and not self.halted:
                         await asyncio.sleep(0)  # let woken ingests land before we leave
                         continue

@@ -16,7 +16,8 @@ from typing import Any
 from .errors import DecodeError, LoopStopped, NoMoreEvents
 from .sources import EventProducer, EventSource, SimpleEventConverter, SourceTarget
 
-__all__ = ["Feeds"]
+# Internal: the public face is AsyncEventNexus (see the module description).
+__all__: list[str] = []
 
 
 class Feeds:

@@ -27,7 +27,7 @@ from .requests import Requests
 from .routing import Router
 from .sources import EventProducer, EventSource, SimpleEventConverter
 
-__all__ = ["NexusIntake", "NexusState"]
+__all__ = ["NexusState"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -15,17 +15,7 @@ from .errors import BadCall, NotAnEvent, UnhandledEvent
 from .events import Event
 from .queue import EventQueue
 
-__all__ = [
-    "HANDLING",
-    "URGENT",
-    "DispatchTracer",
-    "ErrorHook",
-    "HandlerQueue",
-    "Item",
-    "ReplyRoute",
-    "log_error",
-    "require_event",
-]
+__all__ = ["DispatchTracer", "ErrorHook", "ReplyRoute"]
 
 logger = logging.getLogger("async_nexus")
 

@@ -24,7 +24,8 @@ from .events import Event
 from .items import HANDLING, Item
 from .routing import Route
 
-__all__ = ["Lane", "check_concurrency"]
+# Internal: the public face is AsyncEventNexus (see the module description).
+__all__: list[str] = []
 
 #: ``key(event) -> hashable``: events with equal keys are handled one at a time, in order.
 KeyFunction = Callable[[Event], Hashable]

@@ -17,12 +17,16 @@ from typing import Any
 
 from .errors import BadCall, InvalidLoopState, LoopAlreadyStarted, LoopStopped
 from .events import Event
-from .intake import NexusIntake, NexusState
-from .items import HANDLING, URGENT, DispatchTracer, ErrorHook, Item, ReplyRoute, require_event
+from .intake import NexusIntake
+from .intake import NexusState as NexusState  # where code imports it from
+from .items import HANDLING, URGENT, Item, require_event
+from .items import DispatchTracer as DispatchTracer  # where 2.0 code imports them from
+from .items import ErrorHook as ErrorHook
+from .items import ReplyRoute as ReplyRoute
 from .requests import answer_to, timed_out
 from .sources import EventProducer
 
-__all__ = ["AsyncEventNexus", "DispatchTracer", "ErrorHook", "NexusState", "ReplyRoute"]
+__all__ = ["AsyncEventNexus"]
 
 logger = logging.getLogger("async_nexus")
 

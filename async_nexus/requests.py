@@ -17,7 +17,8 @@ import secrets
 from .errors import RequestTimeout
 from .events import CORRELATION_ID, IN_REPLY_TO, Event
 
-__all__ = ["Requests", "answer_to"]
+# Internal: the public face is AsyncEventNexus (see the module description).
+__all__: list[str] = []
 
 
 class Requests:

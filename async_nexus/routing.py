@@ -44,6 +44,8 @@ _COUNTS = ("dispatched", "filtered", "unhandled", "failed", "in_flight")
 class Route:
     """Where events of one type go, and what became of them.
 
+    :attr:`lanes` are the lanes of its concurrent handlers, whose room the loop checks.
+
     The dispatch loop reads :attr:`only` or :attr:`handlers` and bumps the counts; nothing
     else writes the counts.
     """
