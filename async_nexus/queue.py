@@ -105,6 +105,14 @@ class EventQueue:
         """Queue ``item`` now, past the bound if need be."""
         self._append(item, priority)
 
+    def put_back(self, item: Any, priority: int) -> None:
+        """Return the item the consumer just took to the head of its FIFO, to take it again later."""
+        bucket = self.buckets[priority]
+        if not bucket:
+            heapq.heappush(self.priorities, priority)
+        bucket.appendleft(item)
+        self.size += 1
+
     async def put(self, item: Any, priority: int) -> None:
         """Queue ``item``, giving a woken consumer its turn first and waiting for room."""
         if self._woken and self.size >= HANDOFF:

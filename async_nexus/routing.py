@@ -26,28 +26,36 @@ DEFAULT = -1
 #: inclusive ``(start, end)`` int range, or a :class:`~async_nexus.NamedEvent` subclass.
 TypeSpec = Union[int, str, "tuple[int, int]", type]
 
-#: ``(function, is_async)`` pairs, in registration order.
-Handlers = tuple[tuple[Callable[..., Any], bool], ...]
+#: ``(function, is_async)`` pairs, in registration order. ``is_async`` is ``None`` for a
+#: handler registered with ``concurrency=N``: ``function`` is then its
+#: :class:`~async_nexus.lanes.Lane`, called as ``lane(event, item, route)``.
+Handlers = tuple[tuple[Callable[..., Any], Union[bool, None]], ...]
 
-_Entry = tuple[object, Callable[..., Any], bool]
+_Entry = tuple[object, Callable[..., Any], Union[bool, None]]
 _PATTERN_CHARS = frozenset("*?[")
 # Types beyond this many share one route object, so a stream of ever-new types (ids
 # used as types, say) cannot grow the table without bound.
 _ROUTE_LIMIT = 65536
 
 
+_COUNTS = ("dispatched", "filtered", "unhandled", "failed", "in_flight")
+
+
 class Route:
     """Where events of one type go, and what became of them.
+
+    :attr:`lanes` are the lanes of its concurrent handlers, whose room the loop checks.
 
     The dispatch loop reads :attr:`only` or :attr:`handlers` and bumps the counts; nothing
     else writes the counts.
     """
 
-    __slots__ = ("handlers", "only", "dispatched", "filtered", "unhandled", "failed")
+    __slots__ = ("handlers", "only", "lanes", "dispatched", "filtered", "unhandled", "failed", "in_flight")
 
     def __init__(self, handlers: Handlers) -> None:
         self.handlers: Handlers = ()
-        self.only: tuple[Callable[..., Any], bool] | None = None
+        self.only: tuple[Callable[..., Any], bool | None] | None = None
+        self.lanes: tuple[Any, ...] = ()
         self.set_handlers(handlers)
         #: Events of this type taken from the queue.
         self.dispatched = 0
@@ -57,17 +65,29 @@ class Route:
         self.unhandled = 0
         #: ... whose handling raised.
         self.failed = 0
+        #: ... being handled now by concurrent handlers.
+        self.in_flight = 0
 
     def set_handlers(self, handlers: Handlers) -> None:
         """Route the type to ``handlers`` from now on."""
         #: The handlers to run, in order; empty when the type is unhandled.
         self.handlers = handlers
-        #: The handler when there is exactly one, which is the case the loop makes fastest.
-        self.only = handlers[0] if len(handlers) == 1 else None
+        #: The lanes of the concurrent handlers among them, whose room the loop checks.
+        self.lanes = tuple(function for function, is_async in handlers if is_async is None)
+        #: The handler when there is exactly one and it runs in the loop, which is the case
+        #: the loop makes fastest.
+        self.only = handlers[0] if len(handlers) == 1 and not self.lanes else None
+
+    def lanes_full(self) -> bool:
+        """Whether a concurrent handler of this type holds all the events it may."""
+        for lane in self.lanes:
+            if lane.held >= lane.limit:
+                return True
+        return False
 
     def counts(self) -> dict[str, int]:
-        """The four counts by name."""
-        return {name: getattr(self, name) for name in ("dispatched", "filtered", "unhandled", "failed")}
+        """The counts by name: dispatched, filtered, unhandled, failed, and in flight now."""
+        return {name: getattr(self, name) for name in _COUNTS}
 
 
 class _Range:
@@ -161,10 +181,14 @@ class Router:
         self._patterns.append(new_pattern)
         return new_pattern.entries
 
-    def add_handler(self, spec: object, handler: object) -> None:
-        """Register ``handler`` for ``spec``; see :meth:`AsyncEventNexus.add_handler`."""
+    def add_handler(self, spec: object, handler: object, lane: Callable[..., Any] | None = None) -> None:
+        """Register ``handler`` for ``spec``; see :meth:`AsyncEventNexus.add_handler`.
+
+        With ``lane``, the handler runs there (it was registered with ``concurrency=N``).
+        """
         kind, key = self.normalise(spec)
         function, is_async = as_callable(handler, "handler")
+        runner: tuple[Callable[..., Any], bool | None] = (lane, None) if lane else (function, is_async)
         entries = self._slot(kind, key, create=True)
         assert entries is not None
         if entries and not self.multiple:
@@ -173,7 +197,7 @@ class Router:
                 f"({_describe(entries[0][0])}); create the nexus with multiple=True to run "
                 "several handlers for one type, or register an EventFanout"
             )
-        entries.append((handler, function, is_async))
+        entries.append((handler, *runner))
         self._resolve_again()
 
     def remove_handler(self, spec: object, handler: object) -> None:

@@ -14,17 +14,15 @@ import enum
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from .errors import LoopStopped, MisconfiguredEventProducer, NoMoreEvents
 from .events import Event, EventFactory, EventType, NamedEvent
 
-if TYPE_CHECKING:
-    from .nexus import AsyncEventNexus
-
 _logger = logging.getLogger("async_nexus")
 
 __all__ = [
+    "SourceTarget",
     "EventConverter",
     "EventProducer",
     "EventSource",
@@ -32,6 +30,34 @@ __all__ = [
     "Timer",
     "TimerType",
 ]
+
+
+class SourceTarget(Protocol):
+    """What a source needs of a nexus: :class:`~async_nexus.AsyncEventNexus` is one.
+
+    Sources reach the nexus through this and nothing else, so this module never imports
+    the nexus.
+    """
+
+    async def _ingest_from_source(
+        self,
+        event: Event,
+        reply: Callable[[Event], object] | None = None,
+        done: Callable[[Event], object] | None = None,
+        source: EventSource | None = None,
+    ) -> None:
+        """Queue ``event`` from ``source``, waiting for room; ``done(event)`` once dispatched."""
+
+    def _accept_forced(
+        self, event: Event, reply: Callable[[Event], object] | None = None, source: EventSource | None = None
+    ) -> None:
+        """Queue ``event`` past the bound (for what a boundary already took)."""
+
+    async def _report(self, exc: BaseException, subject: Any) -> None:
+        """Send a failure to the error hook."""
+
+    def _adopt(self, producer: EventProducer) -> bool:
+        """Run ``producer`` if this nexus is looping; true if it does."""
 
 
 class EventSource:
@@ -114,7 +140,7 @@ class EventProducer(EventSource):
 
     def __init__(self, event_factory: EventFactory | None = None) -> None:
         self._event_factory = event_factory
-        self._nexuses: list[weakref.ref[AsyncEventNexus]] = []
+        self._nexuses: list[weakref.ref[SourceTarget]] = []
 
     @property
     def event_factory(self) -> EventFactory:
@@ -123,7 +149,8 @@ class EventProducer(EventSource):
         if factory is not None:
             return factory
         for nexus in self.nexuses():
-            return nexus
+            if isinstance(nexus, EventFactory):
+                return nexus
         raise MisconfiguredEventProducer(
             f"{self!r} has no event_factory and is not registered with any nexus; pass "
             "event_factory=nexus to its constructor, or add it with nexus.add_producer()"
@@ -133,7 +160,7 @@ class EventProducer(EventSource):
     def event_factory(self, factory: EventFactory | None) -> None:
         self._event_factory = factory
 
-    def register_nexus(self, nexus: AsyncEventNexus) -> None:
+    def register_nexus(self, nexus: SourceTarget) -> None:
         """Deliver this producer's events to ``nexus`` too (``add_producer`` calls it)."""
         if not hasattr(self, "_nexuses"):
             raise MisconfiguredEventProducer(
@@ -143,11 +170,11 @@ class EventProducer(EventSource):
         if nexus not in self.nexuses():
             self._nexuses.append(weakref.ref(nexus))
 
-    def deregister_nexus(self, nexus: AsyncEventNexus) -> None:
+    def deregister_nexus(self, nexus: SourceTarget) -> None:
         """Stop delivering to ``nexus``."""
         self._nexuses = [ref for ref in self._nexuses if ref() not in (None, nexus)]
 
-    def nexuses(self) -> list[AsyncEventNexus]:
+    def nexuses(self) -> list[Any]:
         """The nexuses this producer delivers to that are still alive."""
         return [nexus for ref in getattr(self, "_nexuses", ()) if (nexus := ref()) is not None]
 

@@ -42,12 +42,12 @@ def instrument(nexus: AsyncEventNexus, *, tracer_provider: trace.TracerProvider 
     Call it before or while the loop runs; :func:`uninstrument` undoes it.
     """
     tracer = trace.get_tracer("async_nexus", __version__, tracer_provider=tracer_provider)
-    nexus._tracer = _DispatchSpans(tracer)
+    nexus._set_tracer(_DispatchSpans(tracer))
 
 
 def uninstrument(nexus: AsyncEventNexus) -> None:
     """Stop tracing ``nexus``; events already being dispatched finish their spans."""
-    nexus._tracer = None
+    nexus._set_tracer(None)
 
 
 class _Dispatch:
@@ -55,12 +55,12 @@ class _Dispatch:
 
     __slots__ = ("span", "token", "outcome")
 
-    def __init__(self, span: trace.Span, token: contextvars.Token[Any]) -> None:
+    def __init__(self, span: trace.Span, token: contextvars.Token[Any] | None) -> None:
         self.span, self.token, self.outcome = span, token, "handled"
 
 
 class _DispatchSpans:
-    """The tracer the dispatch loop calls (see :class:`~async_nexus.nexus.DispatchTracer`)."""
+    """The tracer the dispatch loop calls (see :class:`~async_nexus.items.DispatchTracer`)."""
 
     def __init__(self, tracer: trace.Tracer) -> None:
         self._tracer = tracer
@@ -91,9 +91,16 @@ class _DispatchSpans:
             dispatch.span.record_exception(exc)
         dispatch.span.set_status(Status(StatusCode.ERROR, str(exc)))
 
+    def release(self, dispatch: _Dispatch) -> None:
+        # The loop leaves the span's context; the tasks of concurrent handlers, created
+        # inside it, keep it, and the last of them ends the span.
+        if dispatch.token is not None:
+            context.detach(dispatch.token)
+            dispatch.token = None
+
     def end(self, dispatch: _Dispatch) -> None:
         dispatch.span.set_attribute("async_nexus.outcome", dispatch.outcome)
-        context.detach(dispatch.token)
+        self.release(dispatch)
         dispatch.span.end()
 
     def inject(self, event: Event) -> None:

@@ -94,7 +94,7 @@ async def test_request_timeout_leaves_no_waiter_and_late_answer_is_dispatched() 
     async with back, front:
         with pytest.raises(errors.RequestTimeout, match="no answer to request 1 of type 'slow\\?'"):
             await front.request(Event(1, "slow?"), timeout=0.05)
-        assert front._requests == {}
+        assert front._requests.waiters == {}
         release.set()
         await late.wait(1)
     assert late.events[0].payload == "too late"
@@ -202,7 +202,7 @@ async def test_on_dispatched_not_called_for_undispatched_events() -> None:
 
     async def stuck(event: Event, queue: Any) -> None:
         # Hold the loop on event 0 until the drain timeout has cut the rest off.
-        while event.id == 0 and not nexus._halted:
+        while event.id == 0 and not nexus._dispatcher.halted:
             await asyncio.sleep(0.005)
 
     nexus.add_handler(1, stuck)

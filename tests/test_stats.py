@@ -57,7 +57,13 @@ async def test_stats_per_type_and_per_source() -> None:
         "failed": 1,
         "errors": 2,
     }
-    assert stats["by_type"]["ok"] == {"dispatched": 2, "filtered": 0, "unhandled": 0, "failed": 0}
+    assert stats["by_type"]["ok"] == {
+        "dispatched": 2,
+        "filtered": 0,
+        "unhandled": 0,
+        "failed": 0,
+        "in_flight": 0,
+    }
     assert stats["by_type"]["spam"]["filtered"] == 1
     assert stats["by_type"]["bad"]["failed"] == 1
     assert stats["by_type"]["nobody"]["unhandled"] == 1

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from support import Collector, Hook
 from async_nexus import AsyncEventNexus, Event, NamedEvent
 from async_nexus.codec import EventCodec
 from async_nexus.errors import DecodeError, NoMoreEvents
+from async_nexus.testing import Recorder
 from async_nexus.transports.zmq import ZmqEventConverter, ZmqEventReceiver, ZmqEventSender, send_event
 
 
@@ -465,3 +468,125 @@ def test_the_1_0_import_path_still_works() -> None:
 
     for name in legacy.__all__:
         assert getattr(legacy, name) is getattr(transport, name)
+
+
+# -- senders written for async-nexus 1.0 ---------------------------------------------------------
+
+
+@dataclasses.dataclass
+class OldEvent:
+    """Shaped like async-nexus 1.0's Event, which 1.0's send_event sent with send_json."""
+
+    id: int
+    type: int | str
+    priority: int
+    payload: object
+
+
+@pytest.fixture
+def old_sender(ctx: zmq.asyncio.Context) -> Iterator[tuple[zmq.Socket[bytes], zmq.asyncio.Socket]]:
+    """(sending, receiving): a plain PUSH socket, as 1.0's demos used, to an asyncio PULL over tcp."""
+    plain = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    push = plain.socket(zmq.PUSH)
+    push.sndtimeo = 5000  # ms: a send that cannot complete fails the test instead of hanging it
+    push.connect(f"tcp://127.0.0.1:{port}")
+    yield push, pull
+    plain.destroy(linger=0)
+
+
+async def test_events_from_a_1_0_sender_reach_their_handlers(
+    old_sender: tuple[zmq.Socket[bytes], zmq.asyncio.Socket],
+) -> None:
+    push, pull = old_sender
+    nexus = AsyncEventNexus()
+    hook = Hook()
+    nexus.on_error(hook)
+    teapots, sensors, others = Recorder(name="teapots"), Recorder(name="sensors"), Recorder(name="others")
+    nexus.add_handler(99, teapots)
+    nexus.add_handler("sensor.temp", sensors)
+    nexus.add_handler(-1, others)
+    receiver = ZmqEventReceiver(pull)
+    nexus.add_converter(receiver)
+    task = nexus.start()
+
+    # As 1.0.2's demo sent an event, and as its send_event() did.
+    push.send_json(OldEvent(1001, 99, 0, "TEAPOT!"), default=dataclasses.asdict)
+    push.send_json(dataclasses.asdict(OldEvent(1002, "sensor.temp", 1, {"celsius": 21.5})))
+    push.send(b'{"id": 1003, "type": 7, "priority": -2, "payload": null}')
+    send_event(Event(1004, 7, 0, "today's form", {"trace": "t-4"}), push)  # side by side
+
+    teapot = await teapots.wait_for(1)
+    sensor = await sensors.wait_for(1)
+    rest = await others.wait_for(2)
+    nexus.stop()
+    await asyncio.wait_for(task, 5)
+
+    assert teapot == [Event(1001, 99, 0, "TEAPOT!")]
+    assert sensor == [Event(1002, "sensor.temp", 1, {"celsius": 21.5})]
+    assert rest == [Event(1003, 7, -2, None), Event(1004, 7, 0, "today's form", {"trace": "t-4"})]
+    assert all(type(event) is Event for event in teapot + sensor + rest)
+    assert teapot[0].headers is None and sensor[0].headers is None
+    assert hook.calls == []
+
+
+async def test_malformed_1_0_style_dicts_go_to_the_error_hook_and_receiving_goes_on(
+    old_sender: tuple[zmq.Socket[bytes], zmq.asyncio.Socket],
+) -> None:
+    push, pull = old_sender
+    nexus = AsyncEventNexus()
+    hook = Hook()
+    nexus.on_error(hook)
+    arrived = Recorder()
+    nexus.add_handler(-1, arrived)
+    receiver = ZmqEventReceiver(pull)
+    nexus.add_converter(receiver)
+    malformed: list[tuple[dict[str, Any], str]] = [
+        ({"id": 1, "type": 99, "priority": 0}, "it has id, priority, type"),
+        ({"id": 2, "type": 99, "priority": 0, "payload": "x", "colour": "red"}, "it has colour, id, "),
+        ({"id": 3, "type": 99, "priority": 0, "payload": "x", "headers": None}, "exactly the fields"),
+        ({}, "it has none"),
+        ({"id": 5, "type": 1.5, "priority": 0, "payload": "x"}, "type must be an int or a str, got float"),
+        ({"id": 6, "type": True, "priority": 0, "payload": "x"}, "type must be an int or a str, got bool"),
+        ({"id": 7, "type": 99, "priority": "high", "payload": "x"}, "priority must be an int, got str"),
+        ({"id": 8, "type": 99, "priority": False, "payload": "x"}, "priority must be an int, got bool"),
+        ({"id": [9], "type": 99, "priority": 0, "payload": "x"}, "id must be an int or a str, got list"),
+    ]
+    task = nexus.start()
+    for fields, _ in malformed:
+        push.send_json(fields)
+    push.send_json(OldEvent(10, 99, 0, "after the malformed ones"), default=dataclasses.asdict)
+    await arrived.wait_for(1)
+    nexus.stop()
+    await asyncio.wait_for(task, 5)
+
+    assert arrived.events == [Event(10, 99, 0, "after the malformed ones")]
+    assert [type(exc) for exc, _ in hook.calls] == [DecodeError] * len(malformed)
+    assert all(subject is receiver for _, subject in hook.calls)
+    for (exc, _), (fields, reason) in zip(hook.calls, malformed, strict=True):
+        assert reason in str(exc), (fields, str(exc))
+        assert json.loads(exc.raw) == fields  # type: ignore[attr-defined]
+    # What is neither form says what today's form lacks, too.
+    assert "missing field(s): v, headers, named; nor is it" in str(hook.calls[1][0])
+
+
+async def test_a_1_0_event_to_a_string_converter_is_its_text_as_in_1_0(
+    old_sender: tuple[zmq.Socket[bytes], zmq.asyncio.Socket],
+) -> None:
+    push, pull = old_sender
+    converter = ZmqEventConverter(pull, event_type=50)
+    push.send_json(OldEvent(1001, 99, 0, "TEAPOT!"), default=dataclasses.asdict)
+    event = await next_event(converter)
+    assert event.type == 50
+    assert json.loads(event.payload) == {"id": 1001, "type": 99, "priority": 0, "payload": "TEAPOT!"}
+
+
+async def test_a_msgpack_receiver_does_not_read_1_0_json(
+    old_sender: tuple[zmq.Socket[bytes], zmq.asyncio.Socket],
+) -> None:
+    push, pull = old_sender
+    receiver = ZmqEventReceiver(pull, codec=EventCodec(format="msgpack"))
+    push.send_json(OldEvent(1001, 99, 0, "TEAPOT!"), default=dataclasses.asdict)
+    with pytest.raises(DecodeError, match="not valid MessagePack"):
+        await next_event(receiver)

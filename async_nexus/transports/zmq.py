@@ -6,7 +6,8 @@ async-nexus 1.0's ``async_nexus.zmq``:
 * :class:`ZmqEventSender`: a handler in the sending nexus; each event it gets is encoded
   with an :class:`~async_nexus.codec.EventCodec` and sent on its socket.
 * :class:`ZmqEventReceiver`: a converter in the receiving nexus; each message is decoded
-  back into the event that was sent, headers and all.
+  back into the event that was sent, headers and all. With a JSON codec it also reads
+  events as async-nexus 1.0 sent them, so 1.0 senders keep working.
 * :class:`ZmqEventConverter`: a converter for peers that send plain strings (not events):
   each string becomes the payload of a new event of one type.
 * :func:`send_event`: send one event from anywhere, on a plain or an asyncio socket.
@@ -27,9 +28,9 @@ ROUTER socket adds. Nothing is ever unpickled.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from types import TracebackType
-from typing import Any, TypeVar, Union, cast, overload
+from typing import Any, TypeVar, overload
 
 import zmq
 import zmq.asyncio
@@ -39,6 +40,8 @@ from ..consumers import EventConsumer
 from ..errors import DecodeError, NoMoreEvents
 from ..events import Event, EventFactory, EventType, IdStrategy, NamedEvent
 from ..sources import SimpleEventConverter
+from . import _zmq_compat, _zmq_frames
+from ._zmq_frames import CANNOT_RECEIVE, CANNOT_SEND, check_socket, check_topic, frames_of
 
 __all__ = [
     "Topic",
@@ -51,73 +54,10 @@ __all__ = [
 
 #: What ``topic=`` accepts: a fixed first frame (``str`` is sent as UTF-8), or a function of
 #: the event that returns one, e.g. ``lambda event: str(event.type)``.
-Topic = Union[bytes, str, Callable[[Event], Union[bytes, str]]]
+Topic = _zmq_frames.Topic
 
 _RAW_LIMIT = 512
 _Converter = TypeVar("_Converter", bound="ZmqAbstractConverter")
-
-# Socket types that cannot play a part, and why; anything else (draft types too) is allowed.
-_CANNOT_RECEIVE: dict[int, str] = {
-    zmq.PUSH: "PUSH sockets only send",
-    zmq.PUB: "PUB sockets only send",
-    zmq.XPUB: "XPUB sockets receive subscriptions, not events",
-    zmq.REQ: "REQ sockets must alternate send and receive",
-    zmq.REP: "REP sockets must answer each message before receiving the next",
-}
-_CANNOT_SEND: dict[int, str] = {
-    zmq.PULL: "PULL sockets only receive",
-    zmq.SUB: "SUB sockets only receive",
-    zmq.XSUB: "XSUB sockets send subscriptions, not events",
-    zmq.REQ: "REQ sockets must wait for a reply after each message",
-    zmq.REP: "REP sockets can only answer a request",
-}
-
-
-def _type_name(kind: int) -> str:
-    try:
-        return zmq.SocketType(kind).name
-    except ValueError:
-        return str(kind)
-
-
-def _check_socket(socket: object, *, role: str, refused: dict[int, str], need_async: bool) -> None:
-    """Refuse, with a message saying what to pass instead, a socket that cannot do ``role``."""
-    if not isinstance(socket, zmq.Socket):
-        raise TypeError(f"{role} needs a ZeroMQ socket, got {type(socket).__qualname__}: {socket!r}")
-    if need_async and not isinstance(socket, zmq.asyncio.Socket):
-        raise TypeError(
-            f"{role} needs a socket made by a zmq.asyncio.Context(), because it awaits the socket "
-            f"inside the event loop; got a {type(socket).__module__}.{type(socket).__qualname__}"
-        )
-    if socket.closed:
-        raise ValueError(f"{role} got a closed socket; pass an open one")
-    kind = cast(int, socket.type)
-    reason = refused.get(kind)
-    if reason is not None:
-        raise ValueError(
-            f"{role} cannot use a {_type_name(kind)} socket: {reason}; "
-            "use PUSH/PULL, PUB/SUB, PAIR or DEALER/ROUTER"
-        )
-
-
-def _check_topic(topic: object) -> None:
-    if topic is not None and not isinstance(topic, (bytes, str)) and not callable(topic):
-        raise TypeError(
-            f"topic must be bytes, str, a function of the event returning one, or None; "
-            f"got {type(topic).__qualname__}"
-        )
-
-
-def _frames(event: Event, codec: EventCodec, topic: Topic | None) -> list[bytes]:
-    body = codec.encode(event)
-    if topic is None:
-        return [body]
-    first = topic(event) if callable(topic) else topic
-    if isinstance(first, str):
-        return [first.encode("utf-8"), body]
-    if isinstance(first, bytes):
-        return [first, body]
-    raise TypeError(f"the topic function returned {type(first).__qualname__}; it must return bytes or str")
 
 
 def _being_cancelled() -> bool:
@@ -140,7 +80,7 @@ class ZmqAbstractConverter(SimpleEventConverter):
     """
 
     def __init__(self, socket: zmq.asyncio.Socket) -> None:
-        _check_socket(socket, role=type(self).__qualname__, refused=_CANNOT_RECEIVE, need_async=True)
+        check_socket(socket, role=type(self).__qualname__, refused=CANNOT_RECEIVE, need_async=True)
         #: The socket this converter receives from.
         self.socket = socket
 
@@ -265,6 +205,11 @@ class ZmqEventReceiver(ZmqAbstractConverter):
     """A converter that receives whole events, as :class:`ZmqEventSender` and
     :func:`send_event` send them, and decodes them with its codec.
 
+    With a JSON codec (the default) it also reads an event as async-nexus 1.0's
+    ``send_event`` sent it: a JSON object of exactly ``id``, ``type``, ``priority`` and
+    ``payload``, e.g. ``{"id": 1001, "type": 99, "priority": 0, "payload": "TEAPOT!"}``. That
+    arrives as ``Event(id, type, priority, payload)``, without headers.
+
     :param socket: as for :class:`ZmqAbstractConverter`.
     :param codec: the sender's codec (same format); register in it every
         :class:`~async_nexus.NamedEvent` class that may arrive. By default JSON, no named events.
@@ -278,10 +223,10 @@ class ZmqEventReceiver(ZmqAbstractConverter):
     async def obtain_event(self) -> Event:
         """Receive a message and decode its last frame into the event that was sent.
 
-        :raises DecodeError: the message is not an encoded event (the nexus reports it and
-            goes on); :attr:`~async_nexus.errors.DecodeError.raw` holds the frame.
+        :raises DecodeError: the message is not an encoded event, nor a 1.0 one (the nexus
+            reports it and goes on); :attr:`~async_nexus.errors.DecodeError.raw` holds the frame.
         """
-        return self.codec.decode((await self.receive())[-1])
+        return _zmq_compat.decode((await self.receive())[-1], self.codec)
 
     def __repr__(self) -> str:
         return f"<ZmqEventReceiver {self.codec.format} at {id(self):#x}>"
@@ -316,8 +261,8 @@ class ZmqEventSender(EventConsumer):
         codec: EventCodec | None = None,
         topic: Topic | None = None,
     ) -> None:
-        _check_socket(socket, role="ZmqEventSender", refused=_CANNOT_SEND, need_async=True)
-        _check_topic(topic)
+        check_socket(socket, role="ZmqEventSender", refused=CANNOT_SEND, need_async=True)
+        check_topic(topic)
         #: The socket events are sent on.
         self.socket = socket
         #: Encodes each event.
@@ -330,7 +275,7 @@ class ZmqEventSender(EventConsumer):
 
         :raises TypeError: the event cannot be encoded (the error hook gets it, with the event).
         """
-        await self.socket.send_multipart(_frames(event, self.codec, self.topic))
+        await self.socket.send_multipart(frames_of(event, self.codec, self.topic))
 
     def close(self, *, linger: int | None = 1000) -> None:
         """Close the socket, giving messages still queued ``linger`` milliseconds to leave.
@@ -395,9 +340,9 @@ def send_event(
     :raises TypeError: the event cannot be encoded, or ``socket`` is not a socket.
     :raises ValueError: ``socket`` is closed or of a type that cannot send.
     """
-    _check_socket(socket, role="send_event()", refused=_CANNOT_SEND, need_async=False)
-    _check_topic(topic)
-    frames = _frames(event, codec if codec is not None else EventCodec(), topic)
+    check_socket(socket, role="send_event()", refused=CANNOT_SEND, need_async=False)
+    check_topic(topic)
+    frames = frames_of(event, codec if codec is not None else EventCodec(), topic)
     if isinstance(socket, zmq.asyncio.Socket):
         sent: Awaitable[Any] = socket.send_multipart(frames)
         return sent

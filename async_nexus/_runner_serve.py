@@ -1,0 +1,198 @@
+"""The runner's daemon: run a nexus until a signal stops it, and say how it ended as an exit code.
+
+:mod:`async_nexus.runner` re-exports everything public here, and documents the exit codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ._runner_target import TargetError, UsageError, build_nexus
+from .nexus import AsyncEventNexus, NexusState
+
+__all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "serve", "run_daemon"]
+
+# The runner's records keep the runner's logger name, whichever of its modules writes them.
+logger = logging.getLogger("async_nexus.runner")
+
+# The exit codes are explained with '#:' comments where the reference documents them, in
+# async_nexus.runner; a supervisor sees only the numbers.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _counts(stats: dict[str, Any]) -> str:
+    # The totals only: the per-type and per-source breakdowns would make a line per type.
+    # (JSON lines carry the whole of stats(); so do the Prometheus metrics.)
+    parts = []
+    for key, value in stats.items():
+        if isinstance(value, float):
+            parts.append(f"{key}={value:.3f}")
+        elif isinstance(value, (int, str)):
+            parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+async def _log_stats(nexus: AsyncEventNexus, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        stats = nexus.stats()
+        logger.info("stats: %s", _counts(stats), extra={"stats": stats})
+
+
+async def serve(
+    factory: Any,
+    *,
+    name: str = "the target",
+    drain_timeout: float | None = None,
+    fail_fast: bool = False,
+    stats_interval: float | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+) -> int:
+    """Build the nexus from ``factory`` and run it until it stops; return the exit code.
+
+    SIGINT and SIGTERM ask for a graceful stop (queued events are dispatched, up to the
+    drain timeout); the same signal again cancels the loop. ``drain_timeout`` and
+    ``fail_fast`` override what the nexus was built with. ``stats_interval`` logs
+    ``nexus.stats()`` every so many seconds; ``metrics_port`` serves them as Prometheus
+    metrics on ``metrics_host`` (port ``0`` picks a free port, which is logged).
+
+    :raises TargetError: ``factory`` did not give a nexus.
+    """
+    try:
+        nexus = await build_nexus(factory, name=name)
+    except TargetError:
+        raise
+    except Exception:
+        logger.exception("building the nexus with %s failed", name)
+        return EXIT_FAILED
+    if nexus.state is not NexusState.READY:
+        raise TargetError(
+            f"{name} gave a nexus that is {nexus.state.name}; a nexus runs once, so the target must "
+            "give one that has not been started (a factory that builds a new one is simplest)"
+        )
+    if drain_timeout is not None:
+        nexus.drain_timeout = drain_timeout
+    if fail_fast:
+        nexus.fail_fast = True
+
+    helpers: list[asyncio.Task[None]] = []
+    closers: list[Callable[[], Awaitable[None]]] = []
+    try:
+        if metrics_port is not None:
+            from .metrics import serve_metrics  # optional dependency: imported only when asked for
+
+            try:
+                server = await serve_metrics(nexus, port=metrics_port, host=metrics_host)
+            except OSError as exc:
+                logger.error("cannot serve metrics on %s port %d: %s", metrics_host, metrics_port, exc)
+                return EXIT_FAILED
+            closers.append(server.close)
+            logger.info("serving Prometheus metrics on %s", server.url)
+        if stats_interval is not None:
+            helpers.append(asyncio.create_task(_log_stats(nexus, stats_interval), name="async_nexus stats"))
+        return await _run_until_signalled(nexus, name=name)
+    finally:
+        for helper in helpers:
+            helper.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        for close in closers:
+            await close()
+
+
+async def _run_until_signalled(nexus: AsyncEventNexus, *, name: str) -> int:
+    loop = asyncio.get_running_loop()
+    task = nexus.start()
+    received: list[signal.Signals] = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        received.append(signum)
+        queued = nexus.stats()["queued"]
+        if len(received) == 1:
+            logger.info(
+                "%s received: stopping gracefully, %d events queued (drain timeout %gs); "
+                "send it again to stop at once",
+                signum.name,
+                queued,
+                nexus.drain_timeout,
+            )
+            nexus.stop()
+        else:
+            logger.warning(
+                "%s received again: stopping at once; %d queued events are not dispatched",
+                signum.name,
+                queued,
+            )
+            task.cancel()
+
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or not supported here
+            pass
+    logger.info("running %s (pid %d); SIGINT or SIGTERM stops it gracefully", name, os.getpid())
+    try:
+        await task
+    except asyncio.CancelledError:
+        if len(received) < 2:
+            raise  # we were cancelled from outside: not ours to turn into an exit code
+        return 128 + received[-1].value
+    except Exception:
+        logger.exception("the nexus loop failed; exiting with %d", EXIT_FAILED)
+        return EXIT_FAILED
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+    stats = nexus.stats()
+    logger.info("stopped gracefully: %s", _counts(stats), extra={"stats": stats})
+    return EXIT_OK
+
+
+def run_daemon(
+    target: Any,
+    *,
+    name: str | None = None,
+    use_uvloop: bool = False,
+    **options: Any,
+) -> int:
+    """Run :func:`serve` in a new event loop (uvloop's with ``use_uvloop``); return the exit code.
+
+    ``target`` is what :func:`load_target` returned: a nexus or a factory. ``options`` are
+    :func:`serve`'s. Logging is left as it is; :func:`main` configures it.
+
+    :raises TargetError: the target did not give a nexus.
+    :raises UsageError: uvloop is asked for and not installed.
+    """
+    if name is None:
+        name = getattr(target, "__qualname__", None) or repr(target)
+    coroutine = serve(target, name=name, **options)
+    if not use_uvloop:
+        return asyncio.run(coroutine)
+    try:
+        import uvloop
+    except ImportError:
+        coroutine.close()
+        raise UsageError(
+            "--uvloop needs the uvloop package, which is not installed; install it with "
+            "pip install 'async-nexus[uvloop]', or run without --uvloop"
+        ) from None
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coroutine)
+    loop = uvloop.new_event_loop()  # pragma: no cover - Python 3.10
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(coroutine)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()

@@ -1,0 +1,140 @@
+"""The runner's target: importing ``package.module:factory`` and turning it into a nexus.
+
+Also the runner's usage errors, which every other part of the runner raises or reports.
+:mod:`async_nexus.runner` re-exports everything public here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from typing import Any
+
+from .nexus import AsyncEventNexus
+
+__all__ = ["UsageError", "TargetError", "load_target", "build_nexus"]
+
+_TARGET_FORM = (
+    "write the target as package.module:factory (for example myapp.events:build_nexus), where "
+    "factory is an AsyncEventNexus, or a function or async function returning one"
+)
+
+
+class UsageError(Exception):
+    """The runner cannot do what it was asked: the message says why and what to do instead.
+
+    :func:`main` prints it and exits with :data:`EXIT_USAGE`.
+    """
+
+
+class TargetError(UsageError):
+    """The target could not be imported, or it did not give an :class:`~async_nexus.AsyncEventNexus`.
+
+    The message says what was missing and how to write the target.
+    """
+
+
+# -- the target ---------------------------------------------------------------------------
+
+
+def load_target(target: str, *, app_dir: str | None = ".") -> Any:
+    """Import ``"package.module:attribute"`` and return the attribute.
+
+    The attribute may be dotted (``module:holder.nexus``). ``app_dir`` is put first on
+    :data:`sys.path`, as ``python -m`` does for the current directory, so a target next to the
+    program imports also when the runner was started as the ``async-nexus`` script.
+
+    :raises TargetError: the target is malformed, its module is not found, importing it
+        failed, or the attribute does not exist.
+    """
+    module_name, colon, attribute = target.partition(":")
+    if not colon or not module_name or not attribute:
+        raise TargetError(f"target {target!r} is not of the form package.module:factory; {_TARGET_FORM}")
+    if app_dir is not None:
+        directory = os.path.abspath(app_dir)
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            where = f" (searched from {os.path.abspath(app_dir)})" if app_dir is not None else ""
+            raise TargetError(
+                f"cannot import module {module_name!r} of target {target!r}: no module named "
+                f"{exc.name!r}{where}; check the spelling, run from the directory that holds the "
+                f"package or pass --app-dir, and {_TARGET_FORM}"
+            ) from None
+        raise TargetError(
+            f"importing module {module_name!r} of target {target!r} failed: {exc}; the module "
+            "itself imports something that is not installed"
+        ) from exc
+    except Exception as exc:
+        raise TargetError(
+            f"importing module {module_name!r} of target {target!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    obj: Any = module
+    walked = module_name
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise TargetError(
+                f"{walked!r} has no attribute {part!r} (target {target!r}); {_candidates(obj)}{_TARGET_FORM}"
+            ) from None
+        walked = f"{walked}:{part}" if walked == module_name else f"{walked}.{part}"
+    return obj
+
+
+def _candidates(holder: Any) -> str:
+    home = getattr(holder, "__name__", None)
+    names = sorted(
+        name
+        for name, value in vars(holder).items()
+        if not name.startswith("_")
+        and (isinstance(value, AsyncEventNexus) or (inspect.isfunction(value) and value.__module__ == home))
+    )
+    if not names:
+        return ""
+    shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+    return f"it defines: {shown}; "
+
+
+async def build_nexus(obj: Any, *, name: str = "the target") -> AsyncEventNexus:
+    """Turn what :func:`load_target` returned into a nexus.
+
+    ``obj`` is a nexus (returned as is), or a function called with no arguments that
+    returns one; if it is an ``async`` function, or returns an awaitable, that is awaited
+    here, inside the loop that will run the nexus.
+
+    :raises TargetError: ``obj`` is neither, needs arguments, or gave something else.
+    """
+    if isinstance(obj, AsyncEventNexus):
+        return obj
+    if not callable(obj):
+        raise TargetError(
+            f"{name} is {_describe(obj)}, not an AsyncEventNexus or a function returning one; {_TARGET_FORM}"
+        )
+    try:
+        inspect.signature(obj).bind()
+    except TypeError:
+        raise TargetError(
+            f"{name} takes arguments {inspect.signature(obj)}, but the runner calls it with none; "
+            "give it defaults, or point the target at a function that takes no arguments"
+        ) from None
+    except ValueError:
+        pass  # no signature to check (some builtins): just call it
+    result = obj()
+    if inspect.isawaitable(result):
+        result = await result
+    if not isinstance(result, AsyncEventNexus):
+        raise TargetError(f"{name} returned {_describe(result)}; the factory must return an AsyncEventNexus")
+    return result
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} (a {type(value).__qualname__})"

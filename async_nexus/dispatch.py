@@ -1,0 +1,385 @@
+"""The dispatch loop: one task takes each event from the queue and routes it.
+
+Read :meth:`Dispatcher.run` top to bottom. It drains the queue without a task switch per
+event, resolves each type's route once, runs filters and then the handlers registered
+one at a time, awaiting only those that are ``async``. A handler registered with
+``concurrency=N`` runs in a :class:`~async_nexus.lanes.Lane` instead: the loop hands it
+the event and goes on, and waits only for room in that lane, never for the handler.
+
+"After dispatch" (a transport's acknowledgement, a span's end) comes when the loop and
+every lane that took the event are done with it: an :class:`Item` counts who still
+holds its event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from heapq import heappop
+from typing import Any
+
+from .errors import BadCall, RunawayChain, UnhandledEvent
+from .events import Event
+from .items import HANDLING, DispatchTracer, ErrorHook, HandlerQueue, Item, log_error, require_event
+from .queue import EventQueue
+from .requests import Requests, answer_to
+from .routing import Route, Router
+
+# Internal: the public face is AsyncEventNexus (see the module description).
+__all__: list[str] = []
+
+logger = logging.getLogger("async_nexus")
+
+# How far secondary events may overflow a bounded queue (at least): room for bursts, not
+# for a runaway.
+_OVERFLOW = 65536
+
+
+class Dispatcher:
+    """The loop of one nexus, and what handlers reach while it runs them."""
+
+    # Slots: the loop reads these attributes for every event.
+    __slots__ = (
+        "queue",
+        "router",
+        "requests",
+        "handler_queue",
+        "error_hook",
+        "fail_fast",
+        "failure",
+        "max_chain",
+        "on_halt",
+        "stop_requested",
+        "halted",
+        "interrupt",
+        "refusing",
+        "waiting",
+        "current",
+        "span",
+        "tracer",
+        "joiners",
+        "counts",
+        "tasks",
+        "busy",
+        "_nudge",
+    )
+
+    def __init__(
+        self,
+        queue: EventQueue,
+        router: Router,
+        requests: Requests,
+        *,
+        fail_fast: bool,
+        max_chain: int,
+        on_halt: Callable[[], None],
+    ) -> None:
+        self.queue, self.router, self.requests = queue, router, requests
+        self.handler_queue = HandlerQueue(queue, self.emit, self.handling)
+        self.error_hook: ErrorHook = log_error
+        self.fail_fast = fail_fast
+        self.failure: BaseException | None = None
+        self.max_chain = max_chain
+        self.on_halt = on_halt  # fail_fast: the nexus refuses ingest from now on
+        self.stop_requested = False
+        self.halted = False  # drain timeout or fail_fast: dispatch nothing more
+        self.interrupt = False  # leave the loop at the next event
+        self.refusing = False  # the nexus has stopped: no secondary events either
+        self.waiting = False  # the loop waits for the queue
+        self.current: Item | None = None  # the item the loop is dispatching, if it is not bare
+        self.span: Any = None
+        self.tracer: DispatchTracer | None = None
+        self.joiners: list[asyncio.Future[None]] = []
+        self.counts = {"secondary": 0, "errors": 0}
+        #: The tasks of concurrent handlers, and how many of them still hold an event.
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.busy = 0
+        self._nudge: asyncio.Future[None] | None = None
+
+    async def run(self) -> None:
+        """Dispatch until stopped: see the module's description."""
+        queue = self.queue
+        buckets, priorities, putters = queue.buckets, queue.priorities, queue.putters
+        router = self.router
+        routes = router.routes
+        handler_queue = self.handler_queue
+        report = self.report
+        requests = self.requests.waiters
+        tracer = self.tracer
+        span = None
+        current: Item | None = None
+        while True:
+            if not queue.size:
+                if self.stop_requested or self.halted:
+                    if self.interrupt:
+                        return
+                    if queue.blocked_putters and not self.halted:
+                        await asyncio.sleep(0)  # let woken ingests land before we leave
+                        continue
+                    if self.busy and not self.halted:
+                        await self._wait()  # handlers in flight may still emit events
+                        continue
+                    return
+                if self.joiners and not self.busy:
+                    self.wake_joiners()
+                self.waiting = True
+                try:
+                    await queue.wait_not_empty()
+                finally:
+                    self.waiting = False
+                tracer = self.tracer
+                continue
+            if self.interrupt:
+                return
+            # Take the most urgent item, as EventQueue lays them out: one FIFO per
+            # priority, a heap of the priorities in use. Written out, not called: this
+            # runs for every event.
+            bucket = buckets[priorities[0]]
+            event = bucket.popleft()
+            if not bucket:
+                heappop(priorities)
+            queue.size -= 1
+            if event.__class__ is Item:  # an event with more to it than the event
+                self.current = current = event
+                event = current.event
+            event_type = event.type
+            try:
+                route = routes[event_type]
+            except KeyError:
+                route = router.route(event_type)
+            if route.lanes and not (current is not None and current.urgent) and route.lanes_full():
+                # Put it back and wait for room; a request from a handler may jump ahead.
+                queue.put_back(event if current is None else current, event.priority)
+                self.current = current = None
+                await self._wait()
+                continue
+            if putters and queue.size < queue.maxsize:
+                queue.wake_putter()
+            route.dispatched += 1
+            if requests and event.headers and self.requests.answer(event):
+                if current is not None:
+                    await self.release(current)
+                    current = None
+                continue
+            if tracer is not None:
+                self.span = span = tracer.start(event)
+            for function, is_async in router.filters:
+                try:
+                    consumed = function(event, handler_queue)
+                    if is_async:
+                        consumed = await consumed
+                except Exception as exc:
+                    await report(exc, event)
+                    continue
+                if consumed:
+                    route.filtered += 1
+                    if span is not None:
+                        tracer.filtered(span)  # type: ignore[union-attr]
+                    break
+            else:
+                only = route.only
+                if only is not None:  # _run_each for the one handler most types have, written out
+                    function, is_async = only
+                    try:
+                        result = function(event, handler_queue)
+                        if is_async:
+                            result = await result
+                        if result is not None:
+                            await self.emit_result(result, current)
+                    except Exception as exc:
+                        await report(exc, event)
+                elif route.handlers:
+                    current = await self._run_each(route, event, current)
+                else:
+                    route.unhandled += 1
+                    await report(
+                        UnhandledEvent(
+                            f"no handler for event type {event.type!r} (event id {event.id!r}) and "
+                            f"no default handler; register one with add_handler({event.type!r}, h) "
+                            "or add_handler(-1, h)",
+                            event,
+                        ),
+                        event,
+                    )
+            if span is not None:
+                self.span = None
+                if current is not None and current.holders > 1:
+                    tracer.release(span)  # type: ignore[union-attr]
+                else:
+                    tracer.end(span)  # type: ignore[union-attr]
+                span = None
+            if current is not None:
+                await self.release(current)
+                current = None
+
+    async def _run_each(self, route: Route, event: Event, item: Item | None) -> Item | None:
+        """Run or hand on the handlers of ``event`` in order; one failing keeps no other from it."""
+        handler_queue = self.handler_queue
+        for function, is_async in route.handlers:
+            try:
+                if is_async is None:  # a lane: it takes the event and the loop goes on
+                    if item is None:
+                        self.current = item = Item(event)
+                    if self.span is not None and self.tracer is not None:
+                        item.span = (self.tracer, self.span)
+                    function(event, item, route)
+                    continue
+                result = function(event, handler_queue)
+                if is_async:
+                    result = await result
+                if result is not None:
+                    await self.emit_result(result, item)
+            except Exception as exc:
+                await self.report(exc, event)
+        return item
+
+    async def release(self, item: Item) -> None:
+        """One holder (the loop or a lane) is done with ``item``; the last one finishes it."""
+        if item is self.current:
+            self.current = None
+        item.holders -= 1
+        if item.holders:
+            return
+        if item.span is not None:
+            tracer, span = item.span
+            tracer.end(span)
+        if item.done is not None:
+            try:
+                item.done(item.event)
+            except Exception as exc:
+                await self.notify(exc, item.done)
+
+    async def _wait(self) -> None:
+        """Wait for room in a lane, a handler to finish, a request from a handler, or a stop."""
+        self._nudge = nudge = asyncio.get_running_loop().create_future()
+        try:
+            await nudge
+        finally:
+            self._nudge = None
+
+    def nudge(self) -> None:
+        """Wake the loop wherever it waits, so it looks again."""
+        nudge = self._nudge
+        if nudge is not None and not nudge.done():
+            nudge.set_result(None)
+        self.queue.wake()
+
+    def lane_finished(self) -> None:
+        """A concurrent handler is done with its event: there is room, maybe quiet."""
+        self.busy -= 1
+        nudge = self._nudge
+        if nudge is not None and not nudge.done():
+            nudge.set_result(None)
+        if not self.busy and not self.queue.size:
+            if self.waiting:
+                self.wake_joiners()
+            if self.stop_requested:
+                self.queue.wake()
+
+    def wake_joiners(self) -> None:
+        """Release every :meth:`~async_nexus.AsyncEventNexus.join` waiting for quiet."""
+        joiners, self.joiners = self.joiners, []
+        for joiner in joiners:
+            if not joiner.done():
+                joiner.set_result(None)
+
+    async def cancel_lanes(self) -> int:
+        """Cancel the concurrent handlers still running (a hard stop); how many there were."""
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return len(tasks)
+
+    # -- what handlers reach ------------------------------------------------------
+
+    def handling(self) -> Item | None:
+        """The item being handled by the code that calls this: a concurrent handler's, or the loop's."""
+        lane = HANDLING.get()
+        if lane is not None and lane[0] is self:
+            return lane[1]
+        return self.current
+
+    def emit(self, event: Any) -> None:
+        """Queue a secondary event from a handler: past the bound, but not without limit."""
+        require_event(event, "a handler can only queue")
+        if self.refusing:
+            raise BadCall(f"secondary event {event.id!r} refused: the nexus has stopped")
+        current = self.handling()
+        depth = 1 if current is None else current.depth + 1
+        if depth > self.max_chain:
+            raise RunawayChain(
+                f"event {event.id!r} of type {event.type!r} would be the {depth}th secondary event "
+                f"in one chain (max_chain={self.max_chain}); a handler keeps emitting events that "
+                "lead back to itself"
+            )
+        queue = self.queue
+        if queue.maxsize and len(queue) >= queue.maxsize + max(queue.maxsize, _OVERFLOW):
+            raise RunawayChain(
+                f"secondary events overflow the queue ({len(queue)} queued, maxsize={queue.maxsize}); "
+                "handlers emit events much faster than they are dispatched"
+            )
+        if self.tracer is not None:
+            self.tracer.inject(event)
+        queue.put_forced(Item(event, depth), event.priority)
+        self.counts["secondary"] += 1
+
+    async def emit_result(self, result: Any, item: Item | None) -> None:
+        """Queue what a handler of ``item`` returned; the answer, if ``item`` is a request."""
+        if inspect.isawaitable(result):
+            # A plain function that returned a coroutine: run it, as the user meant.
+            result = await result
+            if result is None:
+                return
+        if isinstance(result, Event):
+            events: Any = (result,)
+        elif isinstance(result, (list, tuple)):
+            events = result
+        else:
+            return
+        if item is not None and item.reply is not None:
+            # What the handler of a request returns is its answer, not a secondary event.
+            for answer in events:
+                require_event(answer, "the handler of a request can only answer with")
+                item.reply(answer_to(item.event, answer))
+            return
+        for event in events:
+            self.emit(event)
+
+    # -- failures -----------------------------------------------------------------
+
+    async def report(self, exc: BaseException, subject: Any) -> None:
+        """Report a failure in the loop's dispatch of ``subject`` (or of a source)."""
+        await self.report_for(exc, subject, self.current, self.span)
+
+    async def report_for(self, exc: BaseException, subject: Any, item: Item | None, span: Any) -> None:
+        """Report a failure in the handling of ``item`` (its ``span``, if traced)."""
+        if isinstance(subject, Event) and not isinstance(exc, UnhandledEvent):
+            self.router.route(subject.type).failed += 1
+        if span is not None and self.tracer is not None:
+            self.tracer.failed(span, exc)
+        if item is not None and item.waiter is not None and subject is item.event:
+            if not item.waiter.done():
+                item.waiter.set_exception(exc)  # request() raises it at once
+        await self.notify(exc, subject)
+
+    async def notify(self, exc: BaseException, subject: Any) -> None:
+        """Count ``exc``, stop if ``fail_fast``, and call the error hook."""
+        self.counts["errors"] += 1
+        if self.fail_fast:
+            if self.failure is None:
+                self.failure = exc
+            self.halted = self.interrupt = self.stop_requested = True
+            self.on_halt()
+            self.nudge()
+        try:
+            result = self.error_hook(exc, subject)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("async_nexus: the error hook raised while reporting %r", exc)
+
+
