@@ -37,7 +37,7 @@ FULL = Plan(
     warmup=1,
     runs=5,
     memory_runs=5,
-    io_memory_runs=3,
+    io_memory_runs=1,
 )
 QUICK = Plan(
     5_000,
@@ -73,10 +73,12 @@ IO_IDEAL = IO_CONCURRENCY / IO_SLEEP
 #: Who takes part in scenario 8, on the default loop only: the await dominates, so uvloop
 #: would change little and double its length. The other hubs await one handler at a time,
 #: or (blinker, 1.0.2) in the producer's own call; ``semaphore`` is measured only here.
+#: Its overload is CPU-bound (about 25 s per 1,000,000 events on a slow machine), so it runs
+#: once, and only for the nexus and for pyee, which shows what no limit does.
 IO_IMPLS = {
     "io_bound": ("semaphore", "nexus", "pyee_peer"),
     "io_bound_keyed": ("nexus",),
-    "io_overload": ("semaphore", "nexus", "pyee_peer"),
+    "io_overload": ("nexus", "pyee_peer"),
 }
 
 

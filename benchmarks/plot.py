@@ -38,7 +38,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> str:
         bars = ax.barh(
             range(len(cells)),
             [r["value"] for r in cells],
-            color=[colours.get(r["loop"], "grey") for r in cells],
+            color=[colours.get(r["loop"], "grey") if r["impl"] != "ideal" else "#aaaaaa" for r in cells],
         )
         for bar, r in zip(bars, cells, strict=True):
             if r["impl"] == OURS:
