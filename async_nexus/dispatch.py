@@ -220,9 +220,9 @@ class Dispatcher:
         for function, is_async in route.handlers:
             try:
                 if is_async is None:  # a lane: it takes the event and the loop goes on
-                    if item is None:
-                        self.current = item = Item(event)
                     if self.span is not None and self.tracer is not None:
+                        if item is None:  # the span ends when the last holder is done
+                            self.current = item = Item(event)
                         item.span = (self.tracer, self.span)
                     function(event, item, route)
                     continue

@@ -77,8 +77,9 @@ class Item:
         self.urgent = False
 
 
-#: In the task of a concurrent handler: its dispatcher and the item it handles.
-HANDLING: contextvars.ContextVar[tuple[Any, Item] | None] = contextvars.ContextVar(
+#: In the task of a concurrent handler: its dispatcher and the item it handles (``None``
+#: for a bare event).
+HANDLING: contextvars.ContextVar[tuple[Any, Item | None] | None] = contextvars.ContextVar(
     "async_nexus_handling", default=None
 )
 

@@ -75,8 +75,11 @@ class Lane:
         #: The task of the last event of each busy key.
         self.tails: dict[Hashable, asyncio.Task[None]] = {}
 
-    def __call__(self, event: Event, item: Item, route: Route) -> None:
+    def __call__(self, event: Event, item: Item | None, route: Route) -> None:
         """Take ``event`` (the loop made sure there is room) and start handling it.
+
+        ``item`` is ``None`` for a bare event that nothing waits for (no acknowledgement,
+        answer or span).
 
         :raises Exception: whatever the key function raised, or :class:`TypeError` for a
             key that is not hashable; the event was not taken.
@@ -88,43 +91,43 @@ class Lane:
             previous = self.tails.get(key)  # an unhashable key raises here, before anything changed
         self.held += 1
         route.in_flight += 1
-        item.holders += 1
+        if item is not None:
+            item.holders += 1
         dispatcher = self.dispatcher
         dispatcher.busy += 1
-        task = asyncio.create_task(self._handle(event, item, route, key, previous))
+        task = asyncio.create_task(self._handle(event, item, previous))
         dispatcher.tasks.add(task)
-        task.add_done_callback(dispatcher.tasks.discard)
+        # A callback, not ``finally``: a task cancelled before its first step runs no code.
+        task.add_done_callback(lambda task: self._settle(task, route, key))
         if self.key is not None:
             self.tails[key] = task
 
-    async def _handle(
-        self, event: Event, item: Item, route: Route, key: Hashable, previous: asyncio.Task[None] | None
-    ) -> None:
+    async def _handle(self, event: Event, item: Item | None, previous: asyncio.Task[None] | None) -> None:
         dispatcher = self.dispatcher
         HANDLING.set((dispatcher, item))
-        finished = False
+        if previous is not None and not previous.done():
+            await asyncio.wait((previous,))  # order within a key; its outcome is its own
         try:
-            if previous is not None and not previous.done():
-                await asyncio.wait((previous,))  # order within a key; its outcome is its own
-            try:
-                result = self.function(event, dispatcher.handler_queue)
-                if self.is_async:
-                    result = await result
-                if result is not None:
-                    await dispatcher.emit_result(result, item)
-            except Exception as exc:
-                await dispatcher.report_for(exc, event, item, item.span[1] if item.span else None)
-            finished = True
-        finally:
-            self.held -= 1
-            route.in_flight -= 1
-            if self.key is not None and self.tails.get(key) is asyncio.current_task():
-                del self.tails[key]
-            dispatcher.lane_finished()
-        # Not in ``finally``: an event whose handler was cancelled (a hard stop) was not
-        # handled, so nothing that follows a dispatch (a transport's ack) may happen.
-        if finished:
+            result = self.function(event, dispatcher.handler_queue)
+            if self.is_async:
+                result = await result
+            if result is not None:
+                await dispatcher.emit_result(result, item)
+        except Exception as exc:
+            span = item.span[1] if item is not None and item.span is not None else None
+            await dispatcher.report_for(exc, event, item, span)
+        # Only when the handler ran to its end: an event whose handler was cancelled (a
+        # hard stop) was not handled, so nothing that follows a dispatch (an ack) happens.
+        if item is not None:
             await dispatcher.release(item)
+
+    def _settle(self, task: asyncio.Task[None], route: Route, key: Hashable) -> None:
+        self.held -= 1
+        route.in_flight -= 1
+        if self.key is not None and self.tails.get(key) is task:
+            del self.tails[key]
+        self.dispatcher.tasks.discard(task)
+        self.dispatcher.lane_finished()
 
     def __repr__(self) -> str:
         return f"<Lane of {self.handler!r}: {self.held} of {self.limit} held>"

@@ -1,8 +1,9 @@
 """A receiving process for tests/test_redis.py, meant to be killed mid-stream.
 
-``python tests/redis_receiver_process.py URL STREAM GROUP CONSUMER OUTFILE [DELAY]`` reads
-STREAM as CONSUMER of GROUP and appends the id of every event it handles to OUTFILE (one per
-line, flushed at once), then sleeps DELAY seconds per event so a test can catch it halfway.
+``python tests/redis_receiver_process.py URL STREAM GROUP CONSUMER OUTFILE [DELAY [CONCURRENCY]]``
+reads STREAM as CONSUMER of GROUP and appends the id of every event it handles to OUTFILE (one
+per line, flushed at once), then sleeps DELAY seconds per event so a test can catch it halfway.
+With CONCURRENCY, the handler is registered with ``concurrency=CONCURRENCY``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from async_nexus import AsyncEventNexus, Event
 from async_nexus.transports.redis import RedisStreamReceiver
 
 
-async def main(url: str, stream: str, group: str, consumer: str, outfile: str, delay: float) -> None:
+async def main(
+    url: str, stream: str, group: str, consumer: str, outfile: str, delay: float, concurrency: int
+) -> None:
     nexus = AsyncEventNexus()
     # claim_idle is long: this process only reads; the test's rescuer does the claiming.
     nexus.add_producer(
@@ -27,10 +30,12 @@ async def main(url: str, stream: str, group: str, consumer: str, outfile: str, d
             out.write(f"{event.id}\n")
             await asyncio.sleep(delay)
 
-        nexus.add_handler(-1, record)
+        nexus.add_handler(-1, record, concurrency=concurrency)
         await nexus.loop_forever()
 
 
 if __name__ == "__main__":
     url, stream, group, consumer, outfile = sys.argv[1:6]
-    asyncio.run(main(url, stream, group, consumer, outfile, float(sys.argv[6]) if len(sys.argv) > 6 else 0.0))
+    delay = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
+    concurrency = int(sys.argv[7]) if len(sys.argv) > 7 else 1
+    asyncio.run(main(url, stream, group, consumer, outfile, delay, concurrency))

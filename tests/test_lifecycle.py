@@ -292,3 +292,11 @@ async def test_stats_counts() -> None:
     assert stats["ingested"] == 3 and stats["dispatched"] == 3
     assert stats["filtered"] == 1 and stats["unhandled"] == 1 and stats["errors"] == 1
     assert stats["queued"] == 0 and stats["high_water"] >= 1
+
+
+async def test_join_on_a_nexus_never_started_says_so_instead_of_hanging() -> None:
+    nexus = AsyncEventNexus()
+    await asyncio.wait_for(nexus.join(), 1)  # nothing queued: nothing to wait for
+    nexus.ingest_nowait(Event(1, 1))
+    with pytest.raises(errors.BadCall, match="never started .* Call nexus.start\\(\\) first"):
+        await asyncio.wait_for(nexus.join(), 1)

@@ -685,3 +685,87 @@ def test_distributed_demo_sensor_and_worker_run_and_stop(redis_url: str) -> None
     assert 0 < int(handled[1]) <= int(sent[1])
     assert "reading #" in out and "average sensor-1" in out
     assert "Traceback" not in err + sensor.stderr
+
+
+# -- concurrent handlers: acknowledged after they finished, redelivered when killed ----------------
+
+
+async def test_an_entry_is_acknowledged_only_after_its_concurrent_handler_finished(
+    redis_url: str, stream: str, client: aioredis.Redis
+) -> None:
+    gates = {i: asyncio.Event() for i in range(4)}
+    started: list[int] = []
+
+    async def slow(event: Event, queue: Any) -> None:
+        started.append(event.id)
+        await gates[event.id].wait()
+
+    sender = RedisStreamSender(redis_url, stream)
+    for i in range(4):
+        await sender.send(Event(i, "job"))
+    await sender.flush(timeout=10)
+    await sender.close()
+    async with AsyncEventNexus() as nexus:
+        nexus.add_handler("job", slow, concurrency=4)
+        nexus.add_producer(RedisStreamReceiver(redis_url, stream, group="g", consumer="c", claim_idle=600))
+        await until(lambda: len(started) == 4)
+        assert await pending_count(client, stream, "g") == 4  # all running, none acknowledged
+        gates[2].set()
+        await until_async(lambda: pending_count(client, stream, "g"), 3)
+        pending = await client.xpending_range(stream, "g", "-", "+", 10)
+        assert len(pending) == 3
+        for gate in gates.values():
+            gate.set()
+        await until_async(lambda: pending_count(client, stream, "g"), 0)
+
+
+async def until_async(count: Callable[[], Any], expected: int, timeout: float = 10.0) -> None:
+    """Wait until the awaitable ``count()`` returns ``expected``, checking every 10 ms."""
+
+    async def poll() -> None:
+        while await count() != expected:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def test_entries_held_by_concurrent_handlers_of_a_killed_process_are_redelivered(
+    redis_url: str, stream: str, client: aioredis.Redis, tmp_path: Path
+) -> None:
+    total, group, concurrency = 20, "workers", 5
+    sender = RedisStreamSender(redis_url, stream)
+    for i in range(total):
+        await sender.send(Event(i, "job", 0, i))
+    await sender.flush(timeout=10)
+    await sender.close()
+
+    record = tmp_path / "started.txt"
+    record.touch()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # Each handler takes a minute: the victim dies with `concurrency` of them in flight.
+    victim = subprocess.Popen(
+        [sys.executable, str(RECEIVER_PROCESS), redis_url, stream, group, "victim", str(record), "60",
+         str(concurrency)],
+        env=env,
+    )  # fmt: skip
+    try:
+        await until(lambda: record.read_text().count("\n") >= concurrency, timeout=20)
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+    in_flight = {int(line) for line in record.read_text().split("\n")[:-1]}
+    assert len(in_flight) == concurrency  # the loop never let more run at once
+    assert await pending_count(client, stream, group) == total  # none was acknowledged
+
+    rescued = Collector()
+    async with AsyncEventNexus() as nexus:
+        nexus.add_handler(-1, rescued, concurrency=concurrency)
+        nexus.add_producer(
+            RedisStreamReceiver(
+                redis_url, stream, group=group, consumer="rescuer", claim_idle=0.2, claim_interval=0.1
+            )
+        )
+        await rescued.wait(total, timeout=30)
+    assert in_flight <= {e.id for e in rescued.events}
+    assert {e.id for e in rescued.events} == set(range(total))
+    assert await pending_count(client, stream, group) == 0

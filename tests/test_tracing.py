@@ -161,3 +161,39 @@ async def test_one_trace_from_a_sender_process_to_the_handler_in_a_receiver_proc
     assert len(orders) == 2
     # each order's trace reaches the handler in the other process
     assert orders <= {span["trace"] for span in remote}
+
+
+async def test_the_span_of_a_concurrent_handler_ends_when_the_handler_does(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    from opentelemetry import trace
+
+    release, both_started = asyncio.Event(), asyncio.Event()
+    inner: list[Any] = []
+
+    async def slow(event: Event, queue: Any) -> None:
+        inner.append(trace.get_current_span().get_span_context())
+        if len(inner) == 2:
+            both_started.set()
+        await release.wait()
+        if event.id == 1:
+            raise ValueError("late failure")
+
+    nexus = AsyncEventNexus()
+    nexus.on_error(lambda exc, subject: None)
+    instrument(nexus, tracer_provider=provider)
+    nexus.add_handler("slow", slow, concurrency=2)
+    async with nexus:
+        await nexus.ingest(Event(0, "slow"))
+        await nexus.ingest(Event(1, "slow"))
+        await asyncio.wait_for(both_started.wait(), 5)
+        assert exporter.get_finished_spans() == ()  # still handling: no span has ended
+        release.set()
+        await asyncio.wait_for(nexus.join(), 5)
+    spans = {(span.attributes or {})["async_nexus.event.id"]: span for span in exporter.get_finished_spans()}
+    assert set(spans) == {"0", "1"}
+    assert (spans["0"].attributes or {})["async_nexus.outcome"] == "handled"
+    assert (spans["1"].attributes or {})["async_nexus.outcome"] == "failed"
+    assert spans["1"].status.status_code is StatusCode.ERROR
+    # The handler ran inside its dispatch span: work it traces is a child of it.
+    assert {context.span_id for context in inner} == {span.context.span_id for span in spans.values()}
