@@ -85,11 +85,12 @@ class AsyncEventNexus(NexusIntake):
             :class:`~async_nexus.errors.UnhandledEvent` if no handler took it here (the
             error hook sees it too).
         """
-        if not self._accepting:
-            raise self._refusal("request() refused")
-        require_event(event, "request() takes")
         lane = HANDLING.get()
         from_lane = lane is not None and lane[0] is self._dispatcher
+        # A handler in flight during a graceful stop may still ask: the drain answers it.
+        if not self._accepting and not (from_lane and not self._dispatcher.halted):
+            raise self._refusal("request() refused")
+        require_event(event, "request() takes")
         if not from_lane and self._task is not None and asyncio.current_task() is self._task:
             raise BadCall(
                 f"request() for event {event.id!r} of type {event.type!r} from a handler or filter "

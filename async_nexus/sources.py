@@ -196,8 +196,9 @@ class EventProducer(EventSource):
         A nexus that has stopped is skipped. Returns how many nexuses took the event.
 
         The keywords serve transports. ``on_dispatched(event)`` is called, in the loop of
-        the nexus, once the event has been dispatched (handled, filtered, or its failure
-        reported) in every nexus that took it; never when it was not dispatched (refused,
+        the nexus or in the task of the concurrent handler that finished last, once the
+        event has been dispatched (handled, filtered, or its failure reported) in every
+        nexus that took it; never when it was not dispatched (refused,
         cut off by the drain timeout, or lost to a hard stop), which is what lets a
         transport acknowledge only what was really delivered. ``reply(answer)`` is where
         answers go when the event is a request (see :meth:`AsyncEventNexus.request`).

@@ -180,3 +180,27 @@ async def test_request_timeout_names_the_real_causes() -> None:
     assert "returned an Event or called nexus.reply" in message
     assert "waits, directly or not, for the one that asked" in message
     assert "key=" in message
+
+
+async def test_a_handler_in_flight_at_a_graceful_stop_still_gets_its_answer() -> None:
+    nexus = AsyncEventNexus()
+    release = asyncio.Event()
+    done = Recorder()
+
+    async def asks(event: Event, queue: Any) -> Event:
+        await release.wait()
+        answer = await nexus.request(Event(event.id, "echo?", 0, event.id), timeout=5)
+        return Event(event.id, "done", 0, answer.payload)
+
+    nexus.add_handler("asks", asks, concurrency=2)
+    nexus.add_handler("echo?", lambda e, q: Event(0, "echo", 0, e.payload))
+    nexus.add_handler("done", done)
+    task = nexus.start()
+    await nexus.ingest(Event(7, "asks"))
+    await asyncio.sleep(0)
+    nexus.stop()
+    with pytest.raises(errors.LoopStopped):
+        await nexus.request(Event(8, "echo?"))  # from outside: refused
+    release.set()
+    await asyncio.wait_for(task, 5)
+    assert [e.payload for e in done.events] == [7]
