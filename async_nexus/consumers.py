@@ -8,12 +8,15 @@ decides which, once, at registration, so dispatch never inspects a handler again
 from __future__ import annotations
 
 import abc
+import asyncio
 import inspect
+from collections.abc import Awaitable
 from typing import Any, Callable, Union
 
 from .errors import FanoutFailed, MisconfiguredEventConsumer
+from .sources import EventSource
 
-__all__ = ["EventConsumer", "EventDiscarder", "EventFanout", "HandlerLike", "as_callable"]
+__all__ = ["EventConsumer", "EventDiscarder", "EventFanout", "HandlerLike", "as_callable", "close_consumers"]
 
 
 class EventConsumer(abc.ABC):
@@ -29,6 +32,17 @@ class EventConsumer(abc.ABC):
         :param queue: the nexus queue; ``put``/``put_nowait`` there add secondary events.
         :returns: ``None``, or an event (or a list or tuple of events) to dispatch next.
         """
+
+    def close(self) -> Awaitable[None] | None:
+        """Release what the consumer holds: write out a buffer, close a connection.
+
+        A graceful stop of a nexus calls it for every consumer registered there, once the
+        queue is drained and no handler runs, within what is left of ``drain_timeout``; a
+        failure or a timeout reaches the error hook. Override it as a plain method or as
+        ``async def``. A consumer shared by several nexuses is closed by the first that
+        stops. The default does nothing.
+        """
+        return None
 
 
 #: Anything :meth:`~async_nexus.AsyncEventNexus.add_handler` accepts.
@@ -157,6 +171,46 @@ class EventFanout(EventConsumer):
                 failures,
             )
         return results
+
+    async def close(self) -> None:
+        """Close the consumers registered with the fanout, in order."""
+        for handler, _, _ in self._handlers:
+            if isinstance(handler, EventConsumer):
+                result = handler.close()
+                if inspect.isawaitable(result):
+                    await result
+
+
+async def close_consumers(
+    consumers: list[object], timeout: float, report: Callable[[BaseException, Any], Awaitable[None]]
+) -> None:
+    """Close every :class:`EventConsumer` among ``consumers`` within ``timeout`` seconds.
+
+    Consumers that are sources too (boundaries) are left to the nexus they feed.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(timeout, 0.0)
+    for consumer in consumers:
+        if not isinstance(consumer, EventConsumer) or isinstance(consumer, EventSource):
+            continue
+        try:
+            result = consumer.close()
+            if inspect.isawaitable(result):
+                await asyncio.wait_for(_await(result), max(deadline - loop.time(), 0.0))
+        except asyncio.TimeoutError:
+            await report(
+                TimeoutError(
+                    f"closing {_describe(consumer)} did not finish within the drain timeout; "
+                    "what it still held may be lost: raise drain_timeout"
+                ),
+                consumer,
+            )
+        except Exception as exc:
+            await report(exc, consumer)
+
+
+async def _await(awaitable: Awaitable[None]) -> None:
+    await awaitable
 
 
 class EventDiscarder(EventConsumer):

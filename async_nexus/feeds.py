@@ -119,6 +119,20 @@ class Feeds:
         self.producers.clear()
         return sources
 
+    def close_without_loop(self) -> None:
+        """Forget and close every source, outside the loop (``cleanup()``)."""
+        for source in self.take():
+            result = source.close()
+            if inspect.isawaitable(result):
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    asyncio.run(_await(result))
+                else:
+                    loop.create_task(_await(result))
+            if isinstance(source, EventProducer):
+                source.deregister_nexus(self.nexus)
+
     async def close_all(self) -> None:
         """The loop is over: close every source, leaving shared producers to the other nexuses."""
         for source in self.take():
@@ -138,3 +152,7 @@ class Feeds:
                 if other._adopt(producer):
                     break
         return bool(others)
+
+
+async def _await(awaitable: Awaitable[Any]) -> None:
+    await awaitable

@@ -8,13 +8,12 @@ half; this module adds request/reply, the lifecycle around the dispatch loop
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import signal
 import time
-from collections.abc import Awaitable
 from typing import Any
 
+from .consumers import close_consumers
 from .errors import BadCall, InvalidLoopState, LoopAlreadyStarted, LoopStopped
 from .events import Event
 from .intake import NexusIntake
@@ -24,7 +23,6 @@ from .items import DispatchTracer as DispatchTracer  # where 2.0 code imports th
 from .items import ErrorHook as ErrorHook
 from .items import ReplyRoute as ReplyRoute
 from .requests import answer_to, timed_out
-from .sources import EventProducer
 
 __all__ = ["AsyncEventNexus"]
 
@@ -257,6 +255,8 @@ class AsyncEventNexus(NexusIntake):
         self._sources_open = False
         left = len(self._queue)
         cut = await dispatcher.cancel_lanes()
+        # Consumers holding buffers (a sender's) write them out, in what is left of the time.
+        await close_consumers(self._router.consumers(), deadline.when() - loop.time(), dispatcher.notify)
         if (left or cut) and dispatcher.failure is None:
             logger.warning(
                 "async_nexus: drain timeout of %ss expired; %d queued events were not dispatched "
@@ -325,17 +325,7 @@ class AsyncEventNexus(NexusIntake):
                 f"cleanup() while the loop is {self._state.name}; call stop() and await the loop task first"
             )
         self._router.clear()
-        for source in self._feeds.take():
-            result = source.close()
-            if inspect.isawaitable(result):
-                try:
-                    loop = asyncio.get_running_loop()
-                except RuntimeError:
-                    asyncio.run(_await(result))
-                else:
-                    loop.create_task(_await(result))
-            if isinstance(source, EventProducer):
-                source.deregister_nexus(self)
+        self._feeds.close_without_loop()
 
     def __enter__(self) -> AsyncEventNexus:
         return self
@@ -391,6 +381,3 @@ class AsyncEventNexus(NexusIntake):
             for signum in installed:
                 loop.remove_signal_handler(signum)
 
-
-async def _await(awaitable: Awaitable[Any]) -> None:
-    await awaitable

@@ -231,6 +231,16 @@ class Router:
         del self._filters[index]
         self.filters = tuple((f, a) for _, f, a in self._filters)
 
+    def consumers(self) -> list[object]:
+        """Every handler object registered, once each, in registration order per type."""
+        found: dict[int, object] = {}
+        slots = [*self._exact.values(), *(r.entries for r in self._ranges)]
+        slots += [p.entries for p in self._patterns]
+        for entries in slots:
+            for handler, _, _ in entries:
+                found.setdefault(id(handler), handler)
+        return list(found.values())
+
     def clear(self) -> None:
         """Forget every filter and handler."""
         self._filters.clear()

@@ -453,3 +453,30 @@ def test_console_script_is_installed() -> None:
     assert script.exists(), "reinstall the package (pip install -e .) to get the async-nexus script"
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=WAIT)
     assert result.returncode == 0 and result.stdout.strip() == f"async-nexus {__version__}"
+
+
+# -- consumers holding buffers are flushed by the graceful stop -----------------------------
+
+
+async def test_sigterm_writes_out_what_a_redis_sender_buffered(daemons: list[Daemon]) -> None:
+    import redis.asyncio as aioredis
+    from redis_server import RedisServer
+
+    count = 3000
+    server = RedisServer().start()
+    client = aioredis.from_url(server.url)
+    try:
+        # Writes wait while the server is paused: the sender holds every event in its buffer.
+        await client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+        env = {"FORWARD_URL": server.url, "FORWARD_STREAM": "forwarded", "FORWARD_COUNT": str(count)}
+        daemon = await launch(daemons, "tests.daemons.forwarder:build", env=env)
+        match = await daemon.wait_line(r"PRODUCED (\d+) BUFFERED (\d+)", stream="stdout")
+        assert int(match.group(2)) == count
+        daemon.send(signal.SIGTERM)
+        await daemon.wait_line(r"SIGTERM received: stopping gracefully")
+        await client.execute_command("CLIENT", "UNPAUSE")
+        assert await daemon.exit_code() == EXIT_OK, daemon.output()
+        assert await client.xlen("forwarded") == count
+    finally:
+        await client.aclose()
+        server.close()

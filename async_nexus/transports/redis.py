@@ -345,8 +345,9 @@ class RedisStreamSender(EventConsumer):
 
         sender = RedisStreamSender("redis://localhost:6379/0", "orders")
         nexus.add_handler("order.*", sender)
-        ...
-        await sender.close()  # writes what is still buffered
+
+    A graceful stop of that nexus closes the sender (:meth:`close`), which writes what is
+    still buffered; used without a nexus, close it yourself.
 
     :meth:`handle` encodes the event and puts it in a buffer of ``buffer_size`` entries
     (waiting while the buffer is full: Redis being slow or away slows the nexus instead of
