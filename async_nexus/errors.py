@@ -27,6 +27,7 @@ __all__ = [
     "NotAnEvent",
     "QueueFull",
     "RequestTimeout",
+    "HandlerTimeout",
     "RunawayChain",
     "FanoutFailed",
     "UnhandledEvent",
@@ -126,6 +127,13 @@ class FanoutFailed(AsyncNexusError):
 
 class RequestTimeout(AsyncNexusError, TimeoutError):
     """``nexus.request()`` got no reply within its timeout. No waiter is left behind."""
+
+
+class HandlerTimeout(AsyncNexusError, TimeoutError):
+    """A handler registered with ``timeout=`` ran longer and was cancelled.
+
+    It is reported like any failure of the handler: the event counts as failed.
+    """
 
 
 class DecodeError(AsyncNexusError, ValueError):

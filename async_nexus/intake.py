@@ -22,6 +22,7 @@ from .events import Event, EventFactory
 from .feeds import Feeds
 from .items import DispatchTracer, Item, ReplyRoute, require_event
 from .lanes import Lane, check_concurrency
+from .policy import check_timeout, with_timeout
 from .queue import EventQueue
 from .requests import Requests
 from .routing import Router
@@ -167,6 +168,7 @@ class NexusIntake(EventFactory):
         *,
         concurrency: int = 1,
         key: Callable[[Event], Hashable] | None = None,
+        timeout: float | None = None,
     ) -> None:
         """Route events of ``event_type`` to ``handler``.
 
@@ -186,14 +188,20 @@ class NexusIntake(EventFactory):
             was not created with ``multiple=True``.
         :raises MisconfiguredEventConsumer: (a :class:`TypeError`) ``handler`` cannot be
             called as ``handler(event, queue)``.
-        :raises BadCall: ``concurrency`` is not an int >= 1, or ``key`` is not callable.
+        :param timeout: seconds an ``async`` handler may take per event; one that runs
+            longer is cancelled and fails with :class:`~async_nexus.errors.HandlerTimeout`.
+        :raises BadCall: ``concurrency`` is not an int >= 1, ``key`` is not callable, or
+            ``timeout`` is not a positive number for an ``async`` handler.
         """
         check_concurrency(concurrency, key)
-        lane = None
+        function, is_async = as_callable(handler, "handler")
+        check_timeout(timeout, is_async, handler)
+        if timeout is not None:
+            function = with_timeout(function, timeout, handler)
+        runner: tuple[Callable[..., Any], bool | None] = (function, is_async)
         if concurrency > 1:
-            function, is_async = as_callable(handler, "handler")
-            lane = Lane(self._dispatcher, handler, function, is_async, limit=concurrency, key=key)
-        self._router.add_handler(event_type, handler, lane)
+            runner = (Lane(self._dispatcher, handler, function, is_async, limit=concurrency, key=key), None)
+        self._router.add_handler(event_type, handler, runner)
 
     def remove_handler(self, event_type: Any, handler: Any) -> None:
         """Undo :meth:`add_handler`; concurrent handlers in flight finish their events."""
@@ -212,7 +220,12 @@ class NexusIntake(EventFactory):
         self._router.remove_filter(filter)
 
     def on(
-        self, event_type: Any, *, concurrency: int = 1, key: Callable[[Event], Hashable] | None = None
+        self,
+        event_type: Any,
+        *,
+        concurrency: int = 1,
+        key: Callable[[Event], Hashable] | None = None,
+        timeout: float | None = None,
     ) -> Callable[[F], F]:
         """Decorator form of :meth:`add_handler`; returns the function unchanged.
 
@@ -225,7 +238,7 @@ class NexusIntake(EventFactory):
         check_concurrency(concurrency, key)
 
         def register(handler: F) -> F:
-            self.add_handler(event_type, handler, concurrency=concurrency, key=key)
+            self.add_handler(event_type, handler, concurrency=concurrency, key=key, timeout=timeout)
             return handler
 
         return register

@@ -181,14 +181,17 @@ class Router:
         self._patterns.append(new_pattern)
         return new_pattern.entries
 
-    def add_handler(self, spec: object, handler: object, lane: Callable[..., Any] | None = None) -> None:
+    def add_handler(
+        self, spec: object, handler: object, runner: tuple[Callable[..., Any], bool | None] | None = None
+    ) -> None:
         """Register ``handler`` for ``spec``; see :meth:`AsyncEventNexus.add_handler`.
 
-        With ``lane``, the handler runs there (it was registered with ``concurrency=N``).
+        ``runner`` is what runs it, ``(function, is_async)``, when that is not the handler
+        itself: wrapped in a policy, or a lane (``is_async`` ``None``).
         """
         kind, key = self.normalise(spec)
-        function, is_async = as_callable(handler, "handler")
-        runner: tuple[Callable[..., Any], bool | None] = (lane, None) if lane else (function, is_async)
+        if runner is None:
+            runner = as_callable(handler, "handler")
         entries = self._slot(kind, key, create=True)
         assert entries is not None
         if entries and not self.multiple:
