@@ -8,12 +8,24 @@ decides which, once, at registration, so dispatch never inspects a handler again
 from __future__ import annotations
 
 import abc
+import asyncio
 import inspect
+from collections.abc import Awaitable, Coroutine
 from typing import Any, Callable, Union
 
 from .errors import FanoutFailed, MisconfiguredEventConsumer
+from .events import Event
 
-__all__ = ["EventConsumer", "EventDiscarder", "EventFanout", "HandlerLike", "as_callable"]
+__all__ = [
+    "EventConsumer",
+    "EventDiscarder",
+    "EventFanout",
+    "FilterFunc",
+    "GenericHandler",
+    "HandlerLike",
+    "as_callable",
+    "create_handler_coro",
+]
 
 
 class EventConsumer(abc.ABC):
@@ -33,6 +45,12 @@ class EventConsumer(abc.ABC):
 
 #: Anything :meth:`~async_nexus.AsyncEventNexus.add_handler` accepts.
 HandlerLike = Union[Callable[..., Any], EventConsumer]
+#: Compatibility alias kept from async-nexus 1.0: a handler, as :data:`HandlerLike`.
+GenericHandler = HandlerLike
+#: Compatibility alias kept from async-nexus 1.0: a filter, ``filter(event, queue)``, plain or
+#: ``async``, whose true result consumes the event (see
+#: :meth:`~async_nexus.AsyncEventNexus.add_filter`).
+FilterFunc = Callable[[Event, "asyncio.Queue[Any]"], Union[bool, Awaitable[bool]]]
 
 
 def _describe(obj: object) -> str:
@@ -92,6 +110,25 @@ def as_callable(obj: object, role: str = "handler") -> tuple[Callable[..., Any],
         not inspect.isroutine(function) and inspect.iscoroutinefunction(type(function).__call__)
     )
     return function, is_async
+
+
+def create_handler_coro(handler: HandlerLike, event: Event, queue: Any) -> Coroutine[Any, Any, Any]:
+    """Return a coroutine that calls ``handler(event, queue)`` and returns its result.
+
+    A compatibility function kept from async-nexus 1.0, for code that calls handlers
+    itself. ``handler`` may be anything :meth:`~async_nexus.AsyncEventNexus.add_handler`
+    accepts, filters included; nothing is called until the coroutine is awaited. New code
+    uses :func:`as_callable`, which decides the calling convention once.
+
+    :raises MisconfiguredEventConsumer: ``handler`` cannot be called as ``handler(event, queue)``.
+    """
+    function, is_async = as_callable(handler)
+
+    async def call() -> Any:
+        result = function(event, queue)
+        return await result if is_async else result
+
+    return call()
 
 
 class EventFanout(EventConsumer):

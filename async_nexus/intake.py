@@ -47,8 +47,9 @@ class NexusIntake(EventFactory):
 
     :param multiple: allow several handlers per type (they all run, in registration
         order); without it a second handler for a type raises :class:`LookupError`.
-    :param maxsize: bound of the queue (``0``: unbounded). ``await ingest()`` waits while
-        it is full, ``ingest_nowait()`` raises :class:`~async_nexus.errors.QueueFull`.
+    :param maxsize: bound of the queue (``0``: unbounded; by default :attr:`QUEUE_MAXLEN`,
+        4096). ``await ingest()`` waits while it is full, ``ingest_nowait()`` raises
+        :class:`~async_nexus.errors.QueueFull`.
     :param fail_fast: stop at the first failure and make :meth:`loop_forever` raise it.
     :param drain_timeout: how long a graceful :meth:`stop` keeps dispatching what is queued
         and waits for concurrent handlers in flight.
@@ -75,18 +76,21 @@ class NexusIntake(EventFactory):
 
     #: The queue bound a nexus gets when ``maxsize`` is not given.
     DEFAULT_MAXSIZE = 4096
+    #: The bound used when ``maxsize`` is not given; a subclass may set its own, as in 1.0.
+    #: A compatibility alias kept from async-nexus 1.0 (where it was 50).
+    QUEUE_MAXLEN = DEFAULT_MAXSIZE
 
     def __init__(
         self,
         multiple: bool = False,
         *,
-        maxsize: int = DEFAULT_MAXSIZE,
+        maxsize: int | None = None,
         fail_fast: bool = False,
         drain_timeout: float = 10.0,
         max_chain: int = 1000,
     ) -> None:
         super().__init__()
-        self._queue = EventQueue(maxsize)
+        self._queue = EventQueue(self.QUEUE_MAXLEN if maxsize is None else maxsize)
         self._router = Router(multiple=multiple)
         self._requests = Requests()
         self._dispatcher = Dispatcher(
@@ -133,6 +137,11 @@ class NexusIntake(EventFactory):
     @property
     def task(self) -> asyncio.Task[None] | None:
         """The task running the loop, once :meth:`start` or :meth:`loop_forever` began it."""
+        return self._task
+
+    @property
+    def loop_task(self) -> asyncio.Task[None] | None:
+        """Compatibility alias of :attr:`task`, kept from async-nexus 1.0."""
         return self._task
 
     @property

@@ -38,8 +38,9 @@ class AsyncEventNexus(NexusIntake):
 
     :param multiple: allow several handlers per type (they all run, in registration
         order); without it a second handler for a type raises :class:`LookupError`.
-    :param maxsize: bound of the queue (``0``: unbounded). ``await ingest()`` waits while
-        it is full, ``ingest_nowait()`` raises :class:`~async_nexus.errors.QueueFull`.
+    :param maxsize: bound of the queue (``0``: unbounded; by default :attr:`QUEUE_MAXLEN`,
+        4096). ``await ingest()`` waits while it is full, ``ingest_nowait()`` raises
+        :class:`~async_nexus.errors.QueueFull`.
     :param fail_fast: stop at the first failure and make :meth:`loop_forever` raise it.
     :param drain_timeout: how long a graceful :meth:`stop` keeps dispatching what is queued
         and waits for concurrent handlers in flight.
