@@ -60,6 +60,11 @@ def _describe(obj: object) -> str:
     return f"{text} (of type {type(obj).__qualname__})"
 
 
+def _own_attributes(cls: type) -> set[str]:
+    """Names a class defines itself or inherits from anything but ``object``."""
+    return {name for klass in cls.__mro__ if klass is not object for name in vars(klass)}
+
+
 def index_of(entries: list[tuple[Any, ...]], obj: object) -> int:
     """Position of the entry whose first item is ``obj`` (or equal to it), or ``-1``."""
     for index, entry in enumerate(entries):
@@ -68,32 +73,38 @@ def index_of(entries: list[tuple[Any, ...]], obj: object) -> int:
     return -1
 
 
-def as_callable(obj: object, role: str = "handler") -> tuple[Callable[..., Any], bool]:
+def as_callable(
+    obj: object, role: str = "handler", *, called_as: str | None = None
+) -> tuple[Callable[..., Any], bool]:
     """Return ``(function, is_async)`` for a handler or filter, or raise a clear error.
 
     ``function(event, queue)`` returns the result directly when ``is_async`` is false and
     an awaitable when it is true.
 
+    :param role: what ``obj`` is, for the messages: ``"handler"``, ``"filter"``, …
+    :param called_as: how ``obj`` is called, for the messages, when it is not
+        ``role(event, queue)``: the error hook's ``"hook(exception, subject)"``.
     :raises MisconfiguredEventConsumer: (a :class:`TypeError`) when ``obj`` cannot be
-        called as ``obj(event, queue)``.
+        called with two positional arguments.
     """
+    consumers = called_as is None  # an EventConsumer's handle() takes (event, queue)
+    if called_as is None:
+        called_as = f"{role}(event, queue)"
+        takes = "a callable taking (event, queue) or an EventConsumer instance"
+    else:
+        takes = "a callable taking " + called_as[called_as.index("(") :]
+    a_role = f"{'an' if role[:1] in 'aeiou' else 'a'} {role}"
     if isinstance(obj, type):
         hint = ""
-        if issubclass(obj, EventConsumer):
-            hint = f"; register an instance instead: {obj.__qualname__}()"
-        raise MisconfiguredEventConsumer(
-            f"a {role} must be a callable taking (event, queue) or an EventConsumer "
-            f"instance, got the class {obj.__qualname__}{hint}"
-        )
+        if (consumers and issubclass(obj, EventConsumer)) or "__call__" in _own_attributes(obj):
+            hint = f"; register an instance: {obj.__name__}()"
+        raise MisconfiguredEventConsumer(f"{a_role} must be {takes}, got the class {obj.__qualname__}{hint}")
     if isinstance(obj, EventConsumer):
         function: Callable[..., Any] = obj.handle
     elif callable(obj):
         function = obj
     else:
-        raise MisconfiguredEventConsumer(
-            f"a {role} must be a callable taking (event, queue) or an EventConsumer "
-            f"instance, got {_describe(obj)}"
-        )
+        raise MisconfiguredEventConsumer(f"{a_role} must be {takes}, got {_describe(obj)}")
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError):  # some builtins have no signature: trust them
@@ -103,7 +114,7 @@ def as_callable(obj: object, role: str = "handler") -> tuple[Callable[..., Any],
             signature.bind(None, None)
         except TypeError:
             raise MisconfiguredEventConsumer(
-                f"a {role} is called as {role}(event, queue), but {_describe(obj)} "
+                f"{a_role} is called as {called_as}, but {_describe(obj)} "
                 f"has the signature {signature}; accept two positional parameters"
             ) from None
     is_async = inspect.iscoroutinefunction(function) or (

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from .errors import DecodeError, LoopStopped, NoMoreEvents
-from .sources import EventProducer, EventSource, SimpleEventConverter, SourceTarget
+from .sources import EventProducer, EventSource, SimpleEventConverter, SourceTarget, report_going_on
 
 # Internal: the public face is AsyncEventNexus (see the module description).
 __all__: list[str] = []
@@ -73,7 +73,7 @@ class Feeds:
                     event = await converter.obtain_event()
                 except DecodeError as exc:
                     # Bad input, not a broken source: report it and go on pumping.
-                    await self.report(exc, converter)
+                    await report_going_on(self.report, exc, converter)
                     continue
                 await self.nexus._ingest_from_source(event, source=converter)
         except NoMoreEvents:

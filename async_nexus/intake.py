@@ -25,7 +25,7 @@ from .lanes import Lane, check_concurrency
 from .queue import EventQueue
 from .requests import Requests
 from .routing import Router
-from .sources import EventProducer, EventSource, SimpleEventConverter
+from .sources import EventProducer, EventSource, SimpleEventConverter, wrong_source
 
 __all__ = ["NexusState"]
 
@@ -45,16 +45,7 @@ class NexusState(enum.Enum):
 class NexusIntake(EventFactory):
     """The state, registrations and ingest of :class:`~async_nexus.AsyncEventNexus`.
 
-    :param multiple: allow several handlers per type (they all run, in registration
-        order); without it a second handler for a type raises :class:`LookupError`.
-    :param maxsize: bound of the queue (``0``: unbounded; by default :attr:`QUEUE_MAXLEN`,
-        4096). ``await ingest()`` waits while it is full, ``ingest_nowait()`` raises
-        :class:`~async_nexus.errors.QueueFull`.
-    :param fail_fast: stop at the first failure and make :meth:`loop_forever` raise it.
-    :param drain_timeout: how long a graceful :meth:`stop` keeps dispatching what is queued
-        and waits for concurrent handlers in flight.
-    :param max_chain: how many secondary events may descend from one event before
-        the next one is refused with :class:`~async_nexus.errors.RunawayChain`.
+    Its parameters are :class:`~async_nexus.AsyncEventNexus`'s, documented there.
     """
 
     # Slots: ingest() reads these attributes for every event.
@@ -250,16 +241,18 @@ class NexusIntake(EventFactory):
         It replaces the default, which logs to the ``async_nexus`` logger. The callback may be
         sync or async; usable as a decorator.
         """
-        as_callable(callback, "error hook")
+        as_callable(callback, "error hook", called_as="hook(exception, subject)")
         self._dispatcher.error_hook = callback
         return callback
 
     def add_converter(self, converter: SimpleEventConverter) -> None:
         """Pull events from ``converter`` with a pump task of its own while the loop runs."""
         if not isinstance(converter, SimpleEventConverter):
-            raise BadCall(
-                f"add_converter() takes a SimpleEventConverter or EventConverter, got "
-                f"{type(converter).__qualname__}; producers go to add_producer()"
+            raise wrong_source(
+                "add_converter() takes a SimpleEventConverter or EventConverter",
+                SimpleEventConverter,
+                converter,
+                "producers go to add_producer()",
             )
         self._check_new_source(converter)
         self._feeds.converters.append(converter)
@@ -269,9 +262,11 @@ class NexusIntake(EventFactory):
     def add_producer(self, producer: EventProducer) -> None:
         """Register ``producer``: its :meth:`~EventProducer.start` runs when the loop starts."""
         if not isinstance(producer, EventProducer):
-            raise BadCall(
-                f"add_producer() takes an EventProducer (or Timer), got {type(producer).__qualname__}; "
-                "converters go to add_converter()"
+            raise wrong_source(
+                "add_producer() takes an EventProducer (or Timer)",
+                EventProducer,
+                producer,
+                "converters go to add_converter()",
             )
         self._check_new_source(producer)
         producer.register_nexus(self)
@@ -286,10 +281,8 @@ class NexusIntake(EventFactory):
         elif isinstance(source, EventProducer):
             self.add_producer(source)
         else:
-            raise BadCall(
-                f"register() takes an EventConverter, SimpleEventConverter or EventProducer, "
-                f"got {type(source).__qualname__}"
-            )
+            kinds = "an EventConverter, SimpleEventConverter or EventProducer"
+            raise wrong_source(f"register() takes {kinds}", EventSource, source)
 
     def _check_new_source(self, source: EventSource) -> None:
         if self._state in (NexusState.STOPPING, NexusState.STOPPED):

@@ -135,11 +135,19 @@ class HandlerQueue(asyncio.Queue):  # type: ignore[type-arg]
 
 
 def log_error(exc: BaseException, subject: Any) -> None:
-    """The default error hook: log to the ``async_nexus`` logger, with the traceback."""
+    """The default error hook: log to the ``async_nexus`` logger, with the traceback.
+
+    A source that reports an error and goes on (bad input, a dead letter) is said to have
+    *reported* it; one that stopped on it, to have *failed*.
+    """
+    from .sources import SOURCE_GOES_ON  # here, so that this module needs nothing of sources
+
     if isinstance(exc, UnhandledEvent):
         logger.error("async_nexus: %s", exc)
     elif isinstance(subject, Event):
         logger.error("async_nexus: handling %r failed", subject, exc_info=exc)
+    elif SOURCE_GOES_ON.get():
+        logger.error("async_nexus: source %r reported an error and goes on", subject, exc_info=exc)
     else:
         logger.error("async_nexus: source %r failed", subject, exc_info=exc)
 

@@ -9,12 +9,13 @@ queued is dispatched, and then every source's :meth:`~EventSource.close` is call
 from __future__ import annotations
 
 import abc
+import contextvars
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Set
 from typing import Any, Protocol
 
-from .errors import LoopStopped, MisconfiguredEventProducer, NoMoreEvents
+from .errors import BadCall, LoopStopped, MisconfiguredEventProducer, NoMoreEvents
 from .events import Event, EventFactory
 
 _logger = logging.getLogger("async_nexus")
@@ -54,6 +55,42 @@ class SourceTarget(Protocol):
 
     def _adopt(self, producer: EventProducer) -> bool:
         """Run ``producer`` if this nexus is looping; true if it does."""
+
+
+#: True while a source reports a failure that it goes on after (bad input, a dead letter),
+#: unlike one that ended it; the default error hook words its log line by it.
+SOURCE_GOES_ON: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "async_nexus_source_goes_on", default=False
+)
+
+
+async def report_going_on(
+    report: Callable[[BaseException, Any], Awaitable[None]], exc: BaseException, source: EventSource
+) -> None:
+    """``await report(exc, source)`` for a failure that ``source`` goes on after."""
+    token = SOURCE_GOES_ON.set(True)
+    try:
+        await report(exc, source)
+    finally:
+        SOURCE_GOES_ON.reset(token)
+
+
+def wrong_source(call: str, kind: type, source: object, hint: str = "") -> BadCall:
+    """The error for ``call``, which takes a ``kind`` of source, refusing ``source``.
+
+    ``call`` names the method and what it takes; ``hint`` says where a source of another
+    kind goes. A source class passed for an instance is asked for an instance.
+    """
+    hint = f"; {hint}" if hint else ""
+    if not isinstance(source, type):
+        return BadCall(f"{call}, got {type(source).__qualname__}{hint}")
+    name = source.__qualname__
+    if not issubclass(source, EventSource):
+        return BadCall(f"{call}, got the class {name}")
+    return BadCall(
+        f"{call}, got the class {name}; register an instance: {source.__name__}()"
+        + ("" if issubclass(source, kind) else hint)
+    )
 
 
 class EventSource:
@@ -237,13 +274,14 @@ class EventProducer(EventSource):
     async def report(self, exc: BaseException) -> None:
         """Send ``exc`` to the error hook of every registered nexus, naming this producer.
 
-        For failures that are not fatal to the producer, such as a malformed message.
+        For failures the producer goes on after, such as a malformed message: the default
+        error hook logs that the producer *reported* an error, not that it failed.
         """
         nexuses = self.nexuses()
         if not nexuses:
-            _logger.error("async_nexus: %r failed, and no nexus is registered", self, exc_info=exc)
+            _logger.error("async_nexus: %r reported an error, and no nexus is registered", self, exc_info=exc)
         for nexus in nexuses:
-            await nexus._report(exc, self)
+            await report_going_on(nexus._report, exc, self)
 
 
 class _NexusSet(Set[Any]):
