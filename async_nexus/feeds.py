@@ -13,8 +13,15 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from .errors import DecodeError, LoopStopped, NoMoreEvents
-from .sources import EventProducer, EventSource, SimpleEventConverter, SourceTarget, report_going_on
+from .errors import BadCall, DecodeError, LoopStopped, NoMoreEvents
+from .sources import (
+    EventProducer,
+    EventSource,
+    SimpleEventConverter,
+    SourceTarget,
+    report_going_on,
+    source_name,
+)
 
 # Internal: the public face is AsyncEventNexus (see the module description).
 __all__: list[str] = []
@@ -37,6 +44,27 @@ class Feeds:
     def __contains__(self, source: object) -> bool:
         return any(s is source for s in (*self.converters, *self.producers))
 
+    def check_name(self, source: EventSource) -> None:
+        """Refuse ``source`` if another source here has its name: stats tell them apart by name.
+
+        Asking for the name gives a source its default name now, in registration order.
+        """
+        name = source_name(source)
+        for other in (*self.converters, *self.producers):
+            if other is not source and source_name(other) == name:
+                raise BadCall(
+                    f"{source!r} is named {name!r}, like {other!r}, which is registered with this "
+                    f"nexus already; give it a name of its own: source.name = '...'"
+                )
+
+    def delivered_by_name(self) -> dict[str, int]:
+        """Events accepted from each source, by its name."""
+        counts: dict[str, int] = {}
+        for source, count in list(self.delivered.items()):
+            name = source_name(source)
+            counts[name] = counts.get(name, 0) + count  # a source renamed into another's name
+        return counts
+
     def start_all(self) -> None:
         """The loop starts: pump every converter, start every producer."""
         for converter in list(self.converters):
@@ -53,7 +81,7 @@ class Feeds:
         self._spawn(self._run_producer(producer), producer)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], source: EventSource) -> None:
-        task = asyncio.create_task(coroutine, name=f"async_nexus source {source!r}")
+        task = asyncio.create_task(coroutine, name=f"async_nexus source {source_name(source)}")
         self.tasks[task] = source
         task.add_done_callback(self.tasks.pop)
 

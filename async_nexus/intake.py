@@ -291,6 +291,7 @@ class NexusIntake(EventFactory):
             raise MultipleStart(
                 f"{source!r} is already registered with this nexus; it would be started twice"
             )
+        self._feeds.check_name(source)
 
     # -- ingest ---------------------------------------------------------------------
 

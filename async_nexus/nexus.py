@@ -281,8 +281,9 @@ class AsyncEventNexus(NexusIntake):
         (every report to the error hook, sources' included), ``in_flight`` (events being
         handled by concurrent handlers now), ``queued`` and its ``high_water`` mark,
         ``uptime`` (seconds the loop has run), ``by_type`` (the per-event counts for each
-        type) and ``by_source`` (events accepted from each source; ``"ingest()"`` for
-        direct calls, ``"secondary"`` for handlers' events).
+        type) and ``by_source`` (events accepted from each source, by its
+        :attr:`~async_nexus.EventSource.name`; ``"ingest()"`` for direct calls,
+        ``"secondary"`` for handlers' events).
 
         >>> AsyncEventNexus().stats()["dispatched"]
         0
@@ -299,7 +300,7 @@ class AsyncEventNexus(NexusIntake):
         # Everything accepted is either dispatched or still queued: no counter on ingest.
         ingested = totals["dispatched"] + len(self._queue)
         counts = self._dispatcher.counts
-        by_source = {repr(source): count for source, count in list(self._feeds.delivered.items())}
+        by_source = self._feeds.delivered_by_name()
         by_source["secondary"] = counts["secondary"]
         by_source["ingest()"] = ingested - sum(by_source.values())
         started, stopped = self._started_at, self._stopped_at

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import abc
 import contextvars
+import itertools
 import logging
 import weakref
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Set
 from typing import Any, Protocol
 
@@ -93,8 +95,45 @@ def wrong_source(call: str, kind: type, source: object, hint: str = "") -> BadCa
     )
 
 
+#: The keys of ``stats()["by_source"]`` that are not sources; no source may take them.
+RESERVED_NAMES = frozenset({"secondary", "ingest()"})
+
+# The numbers of default names, per class name, in the order this process registered
+# sources: process-wide, so that one name means one source in every log of the process.
+_numbers: defaultdict[str, itertools.count[int]] = defaultdict(lambda: itertools.count(1))
+
+
+def source_name(source: object) -> str:
+    """What logs and stats call ``source``: its :attr:`~EventSource.name`, else its repr."""
+    name = getattr(source, "name", None)
+    return name if isinstance(name, str) else repr(source)
+
+
 class EventSource:
     """Base class of everything that feeds events into a nexus."""
+
+    @property
+    def name(self) -> str:
+        """What logs, task names, ``stats()["by_source"]`` and metrics call this source; settable.
+
+        By default the class name and a number that counts the sources of that class in the
+        order the process registered them: ``JsonTail-1``, ``JsonTail-2``. Names must differ
+        within a nexus; ``"secondary"`` and ``"ingest()"`` are taken by ``stats()``.
+        """
+        name: str | None = getattr(self, "_source_name", None)
+        if name is None:
+            cls = type(self).__name__
+            name = self._source_name = f"{cls}-{next(_numbers[cls])}"
+        return name
+
+    @name.setter
+    def name(self, name: str) -> None:
+        if not isinstance(name, str) or not name or name in RESERVED_NAMES:
+            raise BadCall(
+                f"a source name is a non-empty str other than {' or '.join(sorted(RESERVED_NAMES))}, "
+                f"got {name!r}"
+            )
+        self._source_name = name
 
     async def start(self) -> None:
         """Get ready to produce (connect, open a file); awaited once when the loop starts.
@@ -279,7 +318,9 @@ class EventProducer(EventSource):
         """
         nexuses = self.nexuses()
         if not nexuses:
-            _logger.error("async_nexus: %r reported an error, and no nexus is registered", self, exc_info=exc)
+            _logger.error(
+                "async_nexus: %s reported an error, and no nexus is registered", self.name, exc_info=exc
+            )
         for nexus in nexuses:
             await report_going_on(nexus._report, exc, self)
 
