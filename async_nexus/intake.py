@@ -26,6 +26,7 @@ from .queue import EventQueue
 from .requests import Requests
 from .routing import Router
 from .sources import EventProducer, EventSource, SimpleEventConverter, wrong_source
+from .watchdog import Watchdog
 
 __all__ = ["NexusState"]
 
@@ -63,7 +64,14 @@ class NexusIntake(EventFactory):
         "_tracer",
         "_started_at",
         "_stopped_at",
+        "_watchdog",
     )
+
+    READY = NexusState.READY
+    STARTING = NexusState.STARTING
+    LOOPING = NexusState.LOOPING
+    STOPPING = NexusState.STOPPING
+    STOPPED = NexusState.STOPPED
 
     #: The queue bound a nexus gets when ``maxsize`` is not given.
     DEFAULT_MAXSIZE = 4096
@@ -79,6 +87,7 @@ class NexusIntake(EventFactory):
         fail_fast: bool = False,
         drain_timeout: float = 10.0,
         max_chain: int = 1000,
+        slow_callback_warning: float | None = 0.1,
     ) -> None:
         super().__init__()
         self._queue = EventQueue(self.QUEUE_MAXLEN if maxsize is None else maxsize)
@@ -97,6 +106,7 @@ class NexusIntake(EventFactory):
         self._tracer: DispatchTracer | None = None
         self._started_at: float | None = None
         self._stopped_at: float | None = None
+        self._watchdog = Watchdog(slow_callback_warning)
 
     # -- state ----------------------------------------------------------------------
 

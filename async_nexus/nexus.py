@@ -46,15 +46,12 @@ class AsyncEventNexus(NexusIntake):
         and waits for concurrent handlers in flight.
     :param max_chain: how many secondary events may descend from one event before
         the next one is refused with :class:`~async_nexus.errors.RunawayChain`.
+    :param slow_callback_warning: seconds a handler, filter or any other code may hold the
+        event loop before a ``WARNING`` names it (file, line, function); ``None``: no
+        warning. Watched from a thread beside the loop, not per event.
     """
 
     __slots__ = ()
-
-    READY = NexusState.READY
-    STARTING = NexusState.STARTING
-    LOOPING = NexusState.LOOPING
-    STOPPING = NexusState.STOPPING
-    STOPPED = NexusState.STOPPED
 
     # -- request/reply --------------------------------------------------------------
 
@@ -179,6 +176,7 @@ class AsyncEventNexus(NexusIntake):
         dispatcher = self._dispatcher
         self._started_at = time.monotonic()
         try:
+            self._watchdog.start()
             if not dispatcher.stop_requested:
                 self._state = NexusState.LOOPING
                 self._feeds.start_all()
@@ -193,6 +191,7 @@ class AsyncEventNexus(NexusIntake):
             await self._feeds.close_all()
             raise
         finally:
+            self._watchdog.stop()
             self._state = NexusState.STOPPED
             self._stopped_at = time.monotonic()
             self._accepting = self._sources_open = False
