@@ -2,10 +2,18 @@
 
 from . import errors
 from .boundaries import AsyncEventBoundary
-from .consumers import EventConsumer, EventDiscarder, EventFanout
-from .events import Event, EventFactory, NamedEvent
+from .consumers import (
+    EventConsumer,
+    EventDiscarder,
+    EventFanout,
+    FilterFunc,
+    GenericHandler,
+    create_handler_coro,
+)
+from .events import Event, EventFactory, EventTypeID, NamedEvent, NamedEventTypeVar
 from .nexus import AsyncEventNexus, NexusState
-from .sources import EventConverter, EventProducer, EventSource, SimpleEventConverter, Timer
+from .sources import EventConverter, EventProducer, EventSource, SimpleEventConverter
+from .timers import Timer
 
 __version__ = "2.0.0"
 
@@ -20,10 +28,15 @@ __all__ = [
     "EventFanout",
     "EventProducer",
     "EventSource",
+    "EventTypeID",
+    "FilterFunc",
+    "GenericHandler",
     "NamedEvent",
+    "NamedEventTypeVar",
     "NexusState",
     "SimpleEventConverter",
     "Timer",
+    "create_handler_coro",
     "errors",
     "__version__",
 ]

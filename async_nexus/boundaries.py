@@ -27,8 +27,9 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
         sender.add_handler(42, boundary)
         receiver.add_producer(boundary)
 
-    It has its own bounded queue (``maxsize``): while it is full, the sending nexus's
-    handler waits, so a slow domain slows the one that feeds it instead of growing memory.
+    It has its own bounded queue (``maxsize``, by default :attr:`QUEUE_MAXLEN`): while it
+    is full, the sending nexus's handler waits, so a slow domain slows the one that feeds it
+    instead of growing memory.
     Events are forwarded while the receiving nexus runs; at its graceful stop whatever is
     still in the boundary is handed over and dispatched there.
 
@@ -37,9 +38,15 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
     second boundary the other way makes a two-way link for ordinary events.
     """
 
-    def __init__(self, *, maxsize: int = 1024, event_factory: EventFactory | None = None) -> None:
+    #: The bound used when ``maxsize`` is not given; a subclass may set its own, as in 1.0.
+    #: A compatibility alias kept from async-nexus 1.0 (where it was 50).
+    QUEUE_MAXLEN = 1024
+
+    def __init__(self, *, maxsize: int | None = None, event_factory: EventFactory | None = None) -> None:
         EventProducer.__init__(self, event_factory)
-        self._queue: asyncio.Queue[_Crossing] = asyncio.Queue(maxsize)
+        self._queue: asyncio.Queue[_Crossing] = asyncio.Queue(
+            self.QUEUE_MAXLEN if maxsize is None else maxsize
+        )
         self._closed = False
         self._stopping = False
 
@@ -64,7 +71,14 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
         return self._queue.qsize()
 
     async def start(self) -> None:
-        """Forward events to the receiving nexus until it stops."""
+        """Forward events to the receiving nexus until it stops: :meth:`transfer_events`."""
+        await self.transfer_events()
+
+    async def transfer_events(self) -> None:
+        """Forward events to the receiving nexus, for ever; :meth:`start` runs it.
+
+        Kept from async-nexus 1.0, where ``start()`` ran it in a task of its own.
+        """
         # Cancellation while waiting for room is safe: the nexus keeps the event it was
         # offered when a graceful stop cancels its sources.
         while True:

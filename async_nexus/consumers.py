@@ -10,13 +10,24 @@ from __future__ import annotations
 import abc
 import asyncio
 import inspect
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from typing import Any, Callable, Union
 
 from .errors import FanoutFailed, MisconfiguredEventConsumer
+from .events import Event
 from .sources import EventSource
 
-__all__ = ["EventConsumer", "EventDiscarder", "EventFanout", "HandlerLike", "as_callable", "close_consumers"]
+__all__ = [
+    "EventConsumer",
+    "EventDiscarder",
+    "EventFanout",
+    "FilterFunc",
+    "GenericHandler",
+    "HandlerLike",
+    "as_callable",
+    "close_consumers",
+    "create_handler_coro",
+]
 
 
 class EventConsumer(abc.ABC):
@@ -47,6 +58,12 @@ class EventConsumer(abc.ABC):
 
 #: Anything :meth:`~async_nexus.AsyncEventNexus.add_handler` accepts.
 HandlerLike = Union[Callable[..., Any], EventConsumer]
+#: Compatibility alias kept from async-nexus 1.0: a handler, as :data:`HandlerLike`.
+GenericHandler = HandlerLike
+#: Compatibility alias kept from async-nexus 1.0: a filter, ``filter(event, queue)``, plain or
+#: ``async``, whose true result consumes the event (see
+#: :meth:`~async_nexus.AsyncEventNexus.add_filter`).
+FilterFunc = Callable[[Event, "asyncio.Queue[Any]"], Union[bool, Awaitable[bool]]]
 
 
 def _describe(obj: object) -> str:
@@ -54,6 +71,11 @@ def _describe(obj: object) -> str:
     if len(text) > 80:
         text = text[:77] + "..."
     return f"{text} (of type {type(obj).__qualname__})"
+
+
+def _own_attributes(cls: type) -> set[str]:
+    """Names a class defines itself or inherits from anything but ``object``."""
+    return {name for klass in cls.__mro__ if klass is not object for name in vars(klass)}
 
 
 def index_of(entries: list[tuple[Any, ...]], obj: object) -> int:
@@ -64,32 +86,38 @@ def index_of(entries: list[tuple[Any, ...]], obj: object) -> int:
     return -1
 
 
-def as_callable(obj: object, role: str = "handler") -> tuple[Callable[..., Any], bool]:
+def as_callable(
+    obj: object, role: str = "handler", *, called_as: str | None = None
+) -> tuple[Callable[..., Any], bool]:
     """Return ``(function, is_async)`` for a handler or filter, or raise a clear error.
 
     ``function(event, queue)`` returns the result directly when ``is_async`` is false and
     an awaitable when it is true.
 
+    :param role: what ``obj`` is, for the messages: ``"handler"``, ``"filter"``, …
+    :param called_as: how ``obj`` is called, for the messages, when it is not
+        ``role(event, queue)``: the error hook's ``"hook(exception, subject)"``.
     :raises MisconfiguredEventConsumer: (a :class:`TypeError`) when ``obj`` cannot be
-        called as ``obj(event, queue)``.
+        called with two positional arguments.
     """
+    consumers = called_as is None  # an EventConsumer's handle() takes (event, queue)
+    if called_as is None:
+        called_as = f"{role}(event, queue)"
+        takes = "a callable taking (event, queue) or an EventConsumer instance"
+    else:
+        takes = "a callable taking " + called_as[called_as.index("(") :]
+    a_role = f"{'an' if role[:1] in 'aeiou' else 'a'} {role}"
     if isinstance(obj, type):
         hint = ""
-        if issubclass(obj, EventConsumer):
-            hint = f"; register an instance instead: {obj.__qualname__}()"
-        raise MisconfiguredEventConsumer(
-            f"a {role} must be a callable taking (event, queue) or an EventConsumer "
-            f"instance, got the class {obj.__qualname__}{hint}"
-        )
+        if (consumers and issubclass(obj, EventConsumer)) or "__call__" in _own_attributes(obj):
+            hint = f"; register an instance: {obj.__name__}()"
+        raise MisconfiguredEventConsumer(f"{a_role} must be {takes}, got the class {obj.__qualname__}{hint}")
     if isinstance(obj, EventConsumer):
         function: Callable[..., Any] = obj.handle
     elif callable(obj):
         function = obj
     else:
-        raise MisconfiguredEventConsumer(
-            f"a {role} must be a callable taking (event, queue) or an EventConsumer "
-            f"instance, got {_describe(obj)}"
-        )
+        raise MisconfiguredEventConsumer(f"{a_role} must be {takes}, got {_describe(obj)}")
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError):  # some builtins have no signature: trust them
@@ -99,13 +127,32 @@ def as_callable(obj: object, role: str = "handler") -> tuple[Callable[..., Any],
             signature.bind(None, None)
         except TypeError:
             raise MisconfiguredEventConsumer(
-                f"a {role} is called as {role}(event, queue), but {_describe(obj)} "
+                f"{a_role} is called as {called_as}, but {_describe(obj)} "
                 f"has the signature {signature}; accept two positional parameters"
             ) from None
     is_async = inspect.iscoroutinefunction(function) or (
         not inspect.isroutine(function) and inspect.iscoroutinefunction(type(function).__call__)
     )
     return function, is_async
+
+
+def create_handler_coro(handler: HandlerLike, event: Event, queue: Any) -> Coroutine[Any, Any, Any]:
+    """Return a coroutine that calls ``handler(event, queue)`` and returns its result.
+
+    A compatibility function kept from async-nexus 1.0, for code that calls handlers
+    itself. ``handler`` may be anything :meth:`~async_nexus.AsyncEventNexus.add_handler`
+    accepts, filters included; nothing is called until the coroutine is awaited. New code
+    uses :func:`as_callable`, which decides the calling convention once.
+
+    :raises MisconfiguredEventConsumer: ``handler`` cannot be called as ``handler(event, queue)``.
+    """
+    function, is_async = as_callable(handler)
+
+    async def call() -> Any:
+        result = function(event, queue)
+        return await result if is_async else result
+
+    return call()
 
 
 class EventFanout(EventConsumer):

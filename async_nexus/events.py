@@ -6,7 +6,7 @@ import enum
 import itertools
 import random
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, TypeVar, Union
 
 __all__ = [
     "CORRELATION_ID",
@@ -16,8 +16,10 @@ __all__ = [
     "EventFactory",
     "EventId",
     "EventType",
+    "EventTypeID",
     "IdStrategy",
     "NamedEvent",
+    "NamedEventTypeVar",
 ]
 
 #: What an event's ``type`` may be: an ``int`` (the guide's style) or a ``str``.
@@ -92,6 +94,15 @@ class NamedEvent(Event):
         )
 
 
+#: Compatibility alias kept from async-nexus 1.0: a type variable bound to :class:`NamedEvent`,
+#: for generic code over named event classes.
+NamedEventTypeVar = TypeVar("NamedEventTypeVar", bound=NamedEvent)
+#: Compatibility alias kept from async-nexus 1.0: what an ``event_type`` argument may be
+#: (:meth:`EventFactory.create_event`, :class:`~async_nexus.Timer`, ``add_handler``): an
+#: :data:`EventType` or a :class:`NamedEvent` subclass, ``EventType | type[NamedEvent]``.
+EventTypeID = Union[int, str, type[NamedEvent]]
+
+
 class IdStrategy(enum.Enum):
     """How :meth:`EventFactory.create_event` picks an id when none is given."""
 
@@ -118,6 +129,20 @@ class EventFactory:
     def next_id(self) -> int:
         """Return the next sequential id of this factory: 1, 2, 3, …"""
         return next(self._ids)
+
+    @property
+    def current_event_id(self) -> int:
+        """The id the next call of :meth:`next_id` returns; settable to go on from another id.
+
+        A compatibility alias kept from async-nexus 1.0, where it was a plain attribute.
+        """
+        # itertools.count tells its next value only through its repr, and reading it must
+        # not use an id up.
+        return int(repr(self._ids)[len("count(") : -1])
+
+    @current_event_id.setter
+    def current_event_id(self, value: int) -> None:
+        self._ids = itertools.count(value)
 
     def random_id(self) -> int:
         """Return a random positive id drawn from 63 bits."""

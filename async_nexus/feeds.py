@@ -13,8 +13,15 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from .errors import DecodeError, LoopStopped, NoMoreEvents
-from .sources import EventProducer, EventSource, SimpleEventConverter, SourceTarget
+from .errors import BadCall, DecodeError, LoopStopped, MultipleStart, NoMoreEvents
+from .sources import (
+    EventProducer,
+    EventSource,
+    SimpleEventConverter,
+    SourceTarget,
+    report_going_on,
+    source_name,
+)
 
 # Internal: the public face is AsyncEventNexus (see the module description).
 __all__: list[str] = []
@@ -37,6 +44,48 @@ class Feeds:
     def __contains__(self, source: object) -> bool:
         return any(s is source for s in (*self.converters, *self.producers))
 
+    def check_new(self, source: EventSource) -> None:
+        """Refuse ``source`` if it is registered here already, or its name is taken."""
+        if source in self:
+            raise MultipleStart(
+                f"{source!r} is already registered with this nexus; it would be started twice"
+            )
+        self.check_name(source)
+
+    def add_converter(self, converter: SimpleEventConverter, *, start: bool) -> None:
+        """Keep ``converter``; pump it now if ``start`` (the loop runs)."""
+        self.converters.append(converter)
+        if start:
+            self.pump(converter)
+
+    def add_producer(self, producer: EventProducer, *, start: bool) -> None:
+        """Keep ``producer`` and deliver its events here; run it now if ``start``."""
+        producer.register_nexus(self.nexus)
+        self.producers.append(producer)
+        if start:
+            self.run_producer(producer)
+
+    def check_name(self, source: EventSource) -> None:
+        """Refuse ``source`` if another source here has its name: stats tell them apart by name.
+
+        Asking for the name gives a source its default name now, in registration order.
+        """
+        name = source_name(source)
+        for other in (*self.converters, *self.producers):
+            if other is not source and source_name(other) == name:
+                raise BadCall(
+                    f"{source!r} is named {name!r}, like {other!r}, which is registered with this "
+                    f"nexus already; give it a name of its own: source.name = '...'"
+                )
+
+    def delivered_by_name(self) -> dict[str, int]:
+        """Events accepted from each source, by its name."""
+        counts: dict[str, int] = {}
+        for source, count in list(self.delivered.items()):
+            name = source_name(source)
+            counts[name] = counts.get(name, 0) + count  # a source renamed into another's name
+        return counts
+
     def start_all(self) -> None:
         """The loop starts: pump every converter, start every producer."""
         for converter in list(self.converters):
@@ -53,7 +102,7 @@ class Feeds:
         self._spawn(self._run_producer(producer), producer)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], source: EventSource) -> None:
-        task = asyncio.create_task(coroutine, name=f"async_nexus source {source!r}")
+        task = asyncio.create_task(coroutine, name=f"async_nexus source {source_name(source)}")
         self.tasks[task] = source
         task.add_done_callback(self.tasks.pop)
 
@@ -73,7 +122,7 @@ class Feeds:
                     event = await converter.obtain_event()
                 except DecodeError as exc:
                     # Bad input, not a broken source: report it and go on pumping.
-                    await self.report(exc, converter)
+                    await report_going_on(self.report, exc, converter)
                     continue
                 await self.nexus._ingest_from_source(event, source=converter)
         except NoMoreEvents:

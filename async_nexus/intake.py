@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from .consumers import as_callable
 from .dispatch import Dispatcher
-from .errors import BadCall, LoopStopped, MultipleStart
+from .errors import BadCall, LoopStopped
 from .events import Event, EventFactory
 from .feeds import Feeds
 from .items import DispatchTracer, Item, ReplyRoute, require_event
@@ -26,7 +26,8 @@ from .policy import check_timeout, with_timeout
 from .queue import EventQueue
 from .requests import Requests
 from .routing import Router
-from .sources import EventProducer, EventSource, SimpleEventConverter
+from .sources import EventProducer, EventSource, SimpleEventConverter, wrong_source
+from .watchdog import Watchdog
 
 __all__ = ["NexusState"]
 
@@ -46,48 +47,39 @@ class NexusState(enum.Enum):
 class NexusIntake(EventFactory):
     """The state, registrations and ingest of :class:`~async_nexus.AsyncEventNexus`.
 
-    :param multiple: allow several handlers per type (they all run, in registration
-        order); without it a second handler for a type raises :class:`LookupError`.
-    :param maxsize: bound of the queue (``0``: unbounded). ``await ingest()`` waits while
-        it is full, ``ingest_nowait()`` raises :class:`~async_nexus.errors.QueueFull`.
-    :param fail_fast: stop at the first failure and make :meth:`loop_forever` raise it.
-    :param drain_timeout: how long a graceful :meth:`stop` keeps dispatching what is queued
-        and waits for concurrent handlers in flight.
-    :param max_chain: how many secondary events may descend from one event before
-        the next one is refused with :class:`~async_nexus.errors.RunawayChain`.
+    Its parameters are :class:`~async_nexus.AsyncEventNexus`'s, documented there.
     """
 
     # Slots: ingest() reads these attributes for every event.
     __slots__ = (
-        "_queue",
-        "_router",
-        "_requests",
-        "_dispatcher",
-        "_feeds",
-        "_state",
-        "_drain_timeout",
-        "_task",
-        "_accepting",
-        "_sources_open",
-        "_tracer",
-        "_started_at",
-        "_stopped_at",
-    )
+        "_queue", "_router", "_requests", "_dispatcher", "_feeds", "_state", "_drain_timeout",
+        "_task", "_accepting", "_sources_open", "_tracer", "_started_at", "_stopped_at", "_watchdog",
+    )  # fmt: skip
+
+    READY = NexusState.READY
+    STARTING = NexusState.STARTING
+    LOOPING = NexusState.LOOPING
+    STOPPING = NexusState.STOPPING
+    STOPPED = NexusState.STOPPED
 
     #: The queue bound a nexus gets when ``maxsize`` is not given.
     DEFAULT_MAXSIZE = 4096
+    #: The bound used when ``maxsize`` is not given; a subclass may set its own, as in 1.0.
+    #: A compatibility alias kept from async-nexus 1.0 (where it was 50).
+    QUEUE_MAXLEN = DEFAULT_MAXSIZE
 
     def __init__(
         self,
         multiple: bool = False,
         *,
-        maxsize: int = DEFAULT_MAXSIZE,
+        maxsize: int | None = None,
         fail_fast: bool = False,
         drain_timeout: float = 10.0,
         max_chain: int = 1000,
+        slow_callback_warning: float | None = 0.1,
     ) -> None:
         super().__init__()
-        self._queue = EventQueue(maxsize)
+        self._queue = EventQueue(self.QUEUE_MAXLEN if maxsize is None else maxsize)
         self._router = Router(multiple=multiple)
         self._requests = Requests()
         self._dispatcher = Dispatcher(
@@ -103,6 +95,7 @@ class NexusIntake(EventFactory):
         self._tracer: DispatchTracer | None = None
         self._started_at: float | None = None
         self._stopped_at: float | None = None
+        self._watchdog = Watchdog(slow_callback_warning)
 
     # -- state ----------------------------------------------------------------------
 
@@ -134,6 +127,11 @@ class NexusIntake(EventFactory):
     @property
     def task(self) -> asyncio.Task[None] | None:
         """The task running the loop, once :meth:`start` or :meth:`loop_forever` began it."""
+        return self._task
+
+    @property
+    def loop_task(self) -> asyncio.Task[None] | None:
+        """Compatibility alias of :attr:`task`, kept from async-nexus 1.0."""
         return self._task
 
     @property
@@ -254,34 +252,33 @@ class NexusIntake(EventFactory):
         It replaces the default, which logs to the ``async_nexus`` logger. The callback may be
         sync or async; usable as a decorator.
         """
-        as_callable(callback, "error hook")
+        as_callable(callback, "error hook", called_as="hook(exception, subject)")
         self._dispatcher.error_hook = callback
         return callback
 
     def add_converter(self, converter: SimpleEventConverter) -> None:
         """Pull events from ``converter`` with a pump task of its own while the loop runs."""
         if not isinstance(converter, SimpleEventConverter):
-            raise BadCall(
-                f"add_converter() takes a SimpleEventConverter or EventConverter, got "
-                f"{type(converter).__qualname__}; producers go to add_producer()"
+            raise wrong_source(
+                "add_converter() takes a SimpleEventConverter or EventConverter",
+                SimpleEventConverter,
+                converter,
+                "producers go to add_producer()",
             )
         self._check_new_source(converter)
-        self._feeds.converters.append(converter)
-        if self._state is NexusState.LOOPING:
-            self._feeds.pump(converter)
+        self._feeds.add_converter(converter, start=self._state is NexusState.LOOPING)
 
     def add_producer(self, producer: EventProducer) -> None:
         """Register ``producer``: its :meth:`~EventProducer.start` runs when the loop starts."""
         if not isinstance(producer, EventProducer):
-            raise BadCall(
-                f"add_producer() takes an EventProducer (or Timer), got {type(producer).__qualname__}; "
-                "converters go to add_converter()"
+            raise wrong_source(
+                "add_producer() takes an EventProducer (or Timer)",
+                EventProducer,
+                producer,
+                "converters go to add_converter()",
             )
         self._check_new_source(producer)
-        producer.register_nexus(self)
-        self._feeds.producers.append(producer)
-        if self._state is NexusState.LOOPING:
-            self._feeds.run_producer(producer)
+        self._feeds.add_producer(producer, start=self._state is NexusState.LOOPING)
 
     def register(self, source: EventSource) -> None:
         """Add a converter or a producer, whichever ``source`` is."""
@@ -290,18 +287,13 @@ class NexusIntake(EventFactory):
         elif isinstance(source, EventProducer):
             self.add_producer(source)
         else:
-            raise BadCall(
-                f"register() takes an EventConverter, SimpleEventConverter or EventProducer, "
-                f"got {type(source).__qualname__}"
-            )
+            kinds = "an EventConverter, SimpleEventConverter or EventProducer"
+            raise wrong_source(f"register() takes {kinds}", EventSource, source)
 
     def _check_new_source(self, source: EventSource) -> None:
         if self._state in (NexusState.STOPPING, NexusState.STOPPED):
             raise self._refusal(f"cannot add {source!r}")
-        if source in self._feeds:
-            raise MultipleStart(
-                f"{source!r} is already registered with this nexus; it would be started twice"
-            )
+        self._feeds.check_new(source)
 
     # -- ingest ---------------------------------------------------------------------
 

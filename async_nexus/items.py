@@ -135,13 +135,22 @@ class HandlerQueue(asyncio.Queue):  # type: ignore[type-arg]
 
 
 def log_error(exc: BaseException, subject: Any) -> None:
-    """The default error hook: log to the ``async_nexus`` logger, with the traceback."""
+    """The default error hook: log to the ``async_nexus`` logger, with the traceback.
+
+    A source that reports an error and goes on (bad input, a dead letter) is said to have
+    *reported* it; one that stopped on it, to have *failed*.
+    """
+    from .sources import SOURCE_GOES_ON, source_name  # here: the rest of this module needs no sources
+
     if isinstance(exc, UnhandledEvent):
         logger.error("async_nexus: %s", exc)
     elif isinstance(subject, Event):
         logger.error("async_nexus: handling %r failed", subject, exc_info=exc)
+    elif SOURCE_GOES_ON.get():
+        name = source_name(subject)
+        logger.error("async_nexus: source %s reported an error and goes on", name, exc_info=exc)
     else:
-        logger.error("async_nexus: source %r failed", subject, exc_info=exc)
+        logger.error("async_nexus: source %s failed", source_name(subject), exc_info=exc)
 
 
 def require_event(item: object, what: str) -> None:

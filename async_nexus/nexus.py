@@ -36,22 +36,20 @@ class AsyncEventNexus(NexusIntake):
 
     :param multiple: allow several handlers per type (they all run, in registration
         order); without it a second handler for a type raises :class:`LookupError`.
-    :param maxsize: bound of the queue (``0``: unbounded). ``await ingest()`` waits while
-        it is full, ``ingest_nowait()`` raises :class:`~async_nexus.errors.QueueFull`.
+    :param maxsize: bound of the queue (``0``: unbounded; by default :attr:`QUEUE_MAXLEN`,
+        4096). ``await ingest()`` waits while it is full, ``ingest_nowait()`` raises
+        :class:`~async_nexus.errors.QueueFull`.
     :param fail_fast: stop at the first failure and make :meth:`loop_forever` raise it.
     :param drain_timeout: how long a graceful :meth:`stop` keeps dispatching what is queued
         and waits for concurrent handlers in flight.
     :param max_chain: how many secondary events may descend from one event before
         the next one is refused with :class:`~async_nexus.errors.RunawayChain`.
+    :param slow_callback_warning: seconds a handler, filter or any other code may hold the
+        event loop before a ``WARNING`` names it (file, line, function); ``None``: no
+        warning. Watched from a thread beside the loop, not per event.
     """
 
     __slots__ = ()
-
-    READY = NexusState.READY
-    STARTING = NexusState.STARTING
-    LOOPING = NexusState.LOOPING
-    STOPPING = NexusState.STOPPING
-    STOPPED = NexusState.STOPPED
 
     # -- request/reply --------------------------------------------------------------
 
@@ -177,6 +175,7 @@ class AsyncEventNexus(NexusIntake):
         dispatcher = self._dispatcher
         self._started_at = time.monotonic()
         try:
+            self._watchdog.start()
             if not dispatcher.stop_requested:
                 self._state = NexusState.LOOPING
                 self._feeds.start_all()
@@ -191,6 +190,7 @@ class AsyncEventNexus(NexusIntake):
             await self._feeds.close_all()
             raise
         finally:
+            self._watchdog.stop()
             self._state = NexusState.STOPPED
             self._stopped_at = time.monotonic()
             self._accepting = self._sources_open = False
@@ -281,8 +281,9 @@ class AsyncEventNexus(NexusIntake):
         (every report to the error hook, sources' included), ``in_flight`` (events being
         handled by concurrent handlers now), ``queued`` and its ``high_water`` mark,
         ``uptime`` (seconds the loop has run), ``by_type`` (the per-event counts for each
-        type) and ``by_source`` (events accepted from each source; ``"ingest()"`` for
-        direct calls, ``"secondary"`` for handlers' events).
+        type) and ``by_source`` (events accepted from each source, by its
+        :attr:`~async_nexus.EventSource.name`; ``"ingest()"`` for direct calls,
+        ``"secondary"`` for handlers' events).
 
         >>> AsyncEventNexus().stats()["dispatched"]
         0
@@ -299,7 +300,7 @@ class AsyncEventNexus(NexusIntake):
         # Everything accepted is either dispatched or still queued: no counter on ingest.
         ingested = totals["dispatched"] + len(self._queue)
         counts = self._dispatcher.counts
-        by_source = {repr(source): count for source, count in list(self._feeds.delivered.items())}
+        by_source = self._feeds.delivered_by_name()
         by_source["secondary"] = counts["secondary"]
         by_source["ingest()"] = ingested - sum(by_source.values())
         started, stopped = self._started_at, self._stopped_at

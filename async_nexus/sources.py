@@ -1,4 +1,4 @@
-"""Sources of events: converters pulled by the nexus, producers that push, and timers.
+"""Sources of events: converters pulled by the nexus and producers that push.
 
 The nexus pulls each :class:`SimpleEventConverter` with one long-lived pump task, and runs
 each :class:`EventProducer`'s :meth:`~EventProducer.start` as a task of its own. At a
@@ -9,15 +9,16 @@ queued is dispatched, and then every source's :meth:`~EventSource.close` is call
 from __future__ import annotations
 
 import abc
-import asyncio
-import enum
+import contextvars
+import itertools
 import logging
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, ClassVar, Protocol
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Set
+from typing import Any, Protocol
 
-from .errors import LoopStopped, MisconfiguredEventProducer, NoMoreEvents
-from .events import Event, EventFactory, EventType, NamedEvent
+from .errors import BadCall, LoopStopped, MisconfiguredEventProducer, NoMoreEvents
+from .events import Event, EventFactory
 
 _logger = logging.getLogger("async_nexus")
 
@@ -27,8 +28,6 @@ __all__ = [
     "EventProducer",
     "EventSource",
     "SimpleEventConverter",
-    "Timer",
-    "TimerType",
 ]
 
 
@@ -60,8 +59,81 @@ class SourceTarget(Protocol):
         """Run ``producer`` if this nexus is looping; true if it does."""
 
 
+#: True while a source reports a failure that it goes on after (bad input, a dead letter),
+#: unlike one that ended it; the default error hook words its log line by it.
+SOURCE_GOES_ON: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "async_nexus_source_goes_on", default=False
+)
+
+
+async def report_going_on(
+    report: Callable[[BaseException, Any], Awaitable[None]], exc: BaseException, source: EventSource
+) -> None:
+    """``await report(exc, source)`` for a failure that ``source`` goes on after."""
+    token = SOURCE_GOES_ON.set(True)
+    try:
+        await report(exc, source)
+    finally:
+        SOURCE_GOES_ON.reset(token)
+
+
+def wrong_source(call: str, kind: type, source: object, hint: str = "") -> BadCall:
+    """The error for ``call``, which takes a ``kind`` of source, refusing ``source``.
+
+    ``call`` names the method and what it takes; ``hint`` says where a source of another
+    kind goes. A source class passed for an instance is asked for an instance.
+    """
+    hint = f"; {hint}" if hint else ""
+    if not isinstance(source, type):
+        return BadCall(f"{call}, got {type(source).__qualname__}{hint}")
+    name = source.__qualname__
+    if not issubclass(source, EventSource):
+        return BadCall(f"{call}, got the class {name}")
+    return BadCall(
+        f"{call}, got the class {name}; register an instance: {source.__name__}()"
+        + ("" if issubclass(source, kind) else hint)
+    )
+
+
+#: The keys of ``stats()["by_source"]`` that are not sources; no source may take them.
+RESERVED_NAMES = frozenset({"secondary", "ingest()"})
+
+# The numbers of default names, per class name, in the order this process registered
+# sources: process-wide, so that one name means one source in every log of the process.
+_numbers: defaultdict[str, itertools.count[int]] = defaultdict(lambda: itertools.count(1))
+
+
+def source_name(source: object) -> str:
+    """What logs and stats call ``source``: its :attr:`~EventSource.name`, else its repr."""
+    name = getattr(source, "name", None)
+    return name if isinstance(name, str) else repr(source)
+
+
 class EventSource:
     """Base class of everything that feeds events into a nexus."""
+
+    @property
+    def name(self) -> str:
+        """What logs, task names, ``stats()["by_source"]`` and metrics call this source; settable.
+
+        By default the class name and a number that counts the sources of that class in the
+        order the process registered them: ``JsonTail-1``, ``JsonTail-2``. Names must differ
+        within a nexus; ``"secondary"`` and ``"ingest()"`` are taken by ``stats()``.
+        """
+        name: str | None = getattr(self, "_source_name", None)
+        if name is None:
+            cls = type(self).__name__
+            name = self._source_name = f"{cls}-{next(_numbers[cls])}"
+        return name
+
+    @name.setter
+    def name(self, name: str) -> None:
+        if not isinstance(name, str) or not name or name in RESERVED_NAMES:
+            raise BadCall(
+                f"a source name is a non-empty str other than {' or '.join(sorted(RESERVED_NAMES))}, "
+                f"got {name!r}"
+            )
+        self._source_name = name
 
     async def start(self) -> None:
         """Get ready to produce (connect, open a file); awaited once when the loop starts.
@@ -178,6 +250,15 @@ class EventProducer(EventSource):
         """The nexuses this producer delivers to that are still alive."""
         return [nexus for ref in getattr(self, "_nexuses", ()) if (nexus := ref()) is not None]
 
+    @property
+    def nexus_set(self) -> Set[Any]:
+        """A read-only, live set view of :meth:`nexuses`.
+
+        A compatibility alias kept from async-nexus 1.0, where it was a ``WeakSet``;
+        register and deregister with :meth:`register_nexus` and :meth:`deregister_nexus`.
+        """
+        return _NexusSet(self)
+
     async def start(self) -> None:
         """Produce events. The default does nothing: a producer fed by callbacks needs no task."""
 
@@ -233,13 +314,37 @@ class EventProducer(EventSource):
     async def report(self, exc: BaseException) -> None:
         """Send ``exc`` to the error hook of every registered nexus, naming this producer.
 
-        For failures that are not fatal to the producer, such as a malformed message.
+        For failures the producer goes on after, such as a malformed message: the default
+        error hook logs that the producer *reported* an error, not that it failed.
         """
         nexuses = self.nexuses()
         if not nexuses:
-            _logger.error("async_nexus: %r failed, and no nexus is registered", self, exc_info=exc)
+            _logger.error(
+                "async_nexus: %s reported an error, and no nexus is registered", self.name, exc_info=exc
+            )
         for nexus in nexuses:
-            await nexus._report(exc, self)
+            await report_going_on(nexus._report, exc, self)
+
+
+class _NexusSet(Set[Any]):
+    """What :attr:`EventProducer.nexus_set` returns: reads the producer's nexuses each time."""
+
+    __slots__ = ("_producer",)
+
+    def __init__(self, producer: EventProducer) -> None:
+        self._producer = producer
+
+    def __contains__(self, nexus: object) -> bool:
+        return any(n is nexus for n in self._producer.nexuses())
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._producer.nexuses())
+
+    def __len__(self) -> int:
+        return len(self._producer.nexuses())
+
+    def __repr__(self) -> str:
+        return f"<nexus_set of {self._producer!r}: {self._producer.nexuses()!r}>"
 
 
 class _Countdown:
@@ -255,93 +360,3 @@ class _Countdown:
         self.pending -= 1
         if not self.pending:
             self.callback(event)
-
-
-class TimerType(enum.Enum):
-    """How a :class:`Timer` counts."""
-
-    COUNT_UP = "count_up"
-    COUNT_DOWN = "count_down"
-    ONGOING = "ongoing"
-    ONE_SHOT = "one_shot"
-
-
-class Timer(EventProducer):
-    """A producer that emits an event of ``event_type`` every ``interval`` seconds.
-
-    The payload is the current count:
-
-    * ``COUNT_UP`` with ``count=n``: payloads 1, 2, …, n, then the timer ends;
-    * ``COUNT_DOWN`` with ``count=n``: payloads n, n-1, …, 1, then it ends;
-    * ``ONGOING``: payloads 1, 2, 3, … until the nexus stops;
-    * ``ONE_SHOT`` (the default): one event with payload 1 after ``interval``.
-
-    Ticks are scheduled against the loop clock, so the timer does not drift however slow
-    the handlers are; ticks missed entirely (the process was suspended, the queue stayed
-    full for whole intervals) are skipped rather than fired in a burst.
-    """
-
-    COUNT_UP: ClassVar[TimerType] = TimerType.COUNT_UP
-    COUNT_DOWN: ClassVar[TimerType] = TimerType.COUNT_DOWN
-    ONGOING: ClassVar[TimerType] = TimerType.ONGOING
-    ONE_SHOT: ClassVar[TimerType] = TimerType.ONE_SHOT
-
-    def __init__(
-        self,
-        interval: float,
-        *,
-        event_type: EventType | type[NamedEvent],
-        type: TimerType = TimerType.ONE_SHOT,
-        count: int = 0,
-        event_factory: EventFactory | None = None,
-        priority: int = 0,
-    ) -> None:
-        super().__init__(event_factory)
-        if not isinstance(interval, (int, float)) or isinstance(interval, bool) or interval <= 0:
-            raise ValueError(f"Timer interval must be a positive number of seconds, got {interval!r}")
-        if not isinstance(type, TimerType):
-            raise ValueError(
-                f"Timer type must be Timer.COUNT_UP, COUNT_DOWN, ONGOING or ONE_SHOT, got {type!r}"
-            )
-        if type in (TimerType.COUNT_UP, TimerType.COUNT_DOWN) and (not isinstance(count, int) or count < 1):
-            raise ValueError(f"a {type.name} timer needs count >= 1 (how many times it fires), got {count!r}")
-        self.interval = float(interval)
-        self.event_type = event_type
-        self.type = type
-        self.count = count
-        self.priority = priority
-        #: How many times the timer has fired.
-        self.fired = 0
-
-    def _payloads(self) -> range:
-        if self.type is TimerType.COUNT_UP:
-            return range(1, self.count + 1)
-        if self.type is TimerType.COUNT_DOWN:
-            return range(self.count, 0, -1)
-        if self.type is TimerType.ONE_SHOT:
-            return range(1, 2)
-        return range(1, 2**62)
-
-    async def start(self) -> None:
-        """Fire on schedule until the count is exhausted (or forever, for ``ONGOING``)."""
-        loop = asyncio.get_running_loop()
-        interval = self.interval
-        due = loop.time() + interval
-        for payload in self._payloads():
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            event = self.create_event(payload)
-            self.fired += 1
-            await self.distribute_event(event)
-            due += interval
-            late = loop.time() - due
-            if late > interval:
-                due += interval * (late // interval)
-
-    def create_event(self, value: int) -> Event:
-        """Build the event for one tick; ``value`` is the count. Override to build your own."""
-        return self.event_factory.create_event(value, event_type=self.event_type, priority=self.priority)
-
-    def __repr__(self) -> str:
-        return f"<Timer {self.type.name} every {self.interval}s type={self.event_type!r}>"

@@ -68,7 +68,7 @@ async def test_stats_per_type_and_per_source() -> None:
     assert stats["by_type"]["bad"]["failed"] == 1
     assert stats["by_type"]["nobody"]["unhandled"] == 1
     assert stats["by_type"]["from-converter"]["dispatched"] == 3
-    assert stats["by_source"] == {repr(converter): 3, repr(pusher): 1, "secondary": 1, "ingest()": 4}
+    assert stats["by_source"] == {converter.name: 3, pusher.name: 1, "secondary": 1, "ingest()": 4}
     assert stats["queued"] == 0 and stats["high_water"] >= 1
 
 

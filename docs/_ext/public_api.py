@@ -81,8 +81,12 @@ def _home(modules: list[ModuleType], module: ModuleType, name: str, obj: Any) ->
     for candidate in modules:
         if candidate.__name__ == defined_in and name in getattr(candidate, "__all__", ()):
             return candidate.__name__
-    for candidate in modules:  # data re-exported from a submodule (aliases, constants)
-        if candidate is not module and name in getattr(candidate, "__all__", ()):
+    # Data re-exported from a submodule (aliases, constants) lives in that submodule; the
+    # package only re-exports, so it is never the home of anything another module exports.
+    for candidate in modules:
+        if candidate is module or candidate.__name__ == PACKAGE:
+            continue
+        if name in getattr(candidate, "__all__", ()):
             if getattr(candidate, name, None) is obj:
                 return candidate.__name__
     return module.__name__
