@@ -3,6 +3,7 @@
 from . import errors
 from .boundaries import AsyncEventBoundary
 from .consumers import EventConsumer, EventDiscarder, EventFanout
+from .domains import NexusGroup, run_all
 from .events import Event, EventFactory, NamedEvent
 from .nexus import AsyncEventNexus, NexusState
 from .sources import EventConverter, EventProducer, EventSource, SimpleEventConverter, Timer
@@ -21,9 +22,11 @@ __all__ = [
     "EventProducer",
     "EventSource",
     "NamedEvent",
+    "NexusGroup",
     "NexusState",
     "SimpleEventConverter",
     "Timer",
     "errors",
+    "run_all",
     "__version__",
 ]
