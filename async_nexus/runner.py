@@ -1,8 +1,9 @@
 """Run a nexus as a daemon: ``python -m async_nexus run package.module:factory``.
 
 The runner imports the target (a nexus, or a function or ``async`` function that returns
-one), configures logging, runs the nexus with SIGINT and SIGTERM wired to a graceful stop
-(a second signal stops at once), and exits with a code a supervisor understands:
+one, or several in a list, tuple or dict), configures logging, runs the nexus with SIGINT
+and SIGTERM wired to a graceful stop (a second signal stops at once), and exits with a code
+a supervisor understands:
 
 * ``0`` after a graceful stop;
 * ``1`` when the loop died of an error (or building the nexus failed);
@@ -10,13 +11,16 @@ one), configures logging, runs the nexus with SIGINT and SIGTERM wired to a grac
 * ``128 + signal number`` (130 for SIGINT, 143 for SIGTERM) when a second signal cut the
   graceful stop short: queued events were not dispatched.
 
+Several nexuses run as a :class:`~async_nexus.NexusGroup`: started in the order given,
+stopped in the reverse order, each after the one given after it has drained.
+
 Only the standard library is needed; ``--uvloop`` needs the ``[uvloop]`` extra and
 ``--metrics-port`` the ``[prometheus]`` extra.
 
-The work is split by job: :func:`load_target` and :func:`build_nexus` find the nexus,
-:func:`configure_logging` and :class:`JsonFormatter` set up logging, :func:`serve` and
-:func:`run_daemon` run it; this module is the command line, and the one place to import
-all of them from.
+The work is split by job: :func:`load_target` and :func:`build_nexus` find the nexus
+(:func:`build_nexuses` the nexuses of a target that gives several), :func:`configure_logging`
+and :class:`JsonFormatter` set up logging, :func:`serve` and :func:`run_daemon` run it;
+this module is the command line, and the one place to import all of them from.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from collections.abc import Sequence
 from . import __version__, _runner_serve
 from ._runner_logging import JsonFormatter, configure_logging
 from ._runner_serve import run_daemon, serve
-from ._runner_target import TargetError, UsageError, build_nexus, load_target
+from ._runner_target import TargetError, UsageError, build_nexus, build_nexuses, load_target
 
 __all__ = [
     "EXIT_OK",
@@ -39,6 +43,7 @@ __all__ = [
     "JsonFormatter",
     "load_target",
     "build_nexus",
+    "build_nexuses",
     "configure_logging",
     "serve",
     "run_daemon",
@@ -107,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TARGET",
         help=(
             "package.module:factory, where factory is an AsyncEventNexus, or a function or async "
-            "function (awaited in the loop that runs the nexus) returning one"
+            "function (awaited in the loop that runs the nexus) returning one; or several, in a "
+            "list, tuple or dict, which start in that order and stop in reverse"
         ),
     )
     run.add_argument(
