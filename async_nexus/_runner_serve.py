@@ -63,6 +63,7 @@ async def serve(
     stats_interval: float | None = None,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    trace: bool = False,
 ) -> int:
     """Build the nexus (or nexuses) from ``factory`` and run it until it stops; return the exit code.
 
@@ -70,7 +71,8 @@ async def serve(
     drain timeout); the same signal again cancels the loop. ``drain_timeout`` and
     ``fail_fast`` override what the nexus was built with. ``stats_interval`` logs
     ``nexus.stats()`` every so many seconds; ``metrics_port`` serves them as Prometheus
-    metrics on ``metrics_host`` (port ``0`` picks a free port, which is logged).
+    metrics on ``metrics_host`` (port ``0`` picks a free port, which is logged). ``trace``
+    traces each dispatch with OpenTelemetry (:func:`async_nexus.tracing.instrument`).
 
     A factory that gives several nexuses (see :func:`build_nexuses`) has them run as a
     :class:`~async_nexus.NexusGroup`: started in the order given, stopped in reverse; stats
@@ -96,6 +98,8 @@ async def serve(
             nexus.drain_timeout = drain_timeout
         if fail_fast:
             nexus.fail_fast = True
+    if trace:
+        _instrument(nexuses)
 
     helpers: list[asyncio.Task[None]] = []
     closers: list[Callable[[], Awaitable[None]]] = []
@@ -123,6 +127,20 @@ async def serve(
         await asyncio.gather(*helpers, return_exceptions=True)
         for close in closers:
             await close()
+
+
+def _instrument(nexuses: dict[str, AsyncEventNexus]) -> None:
+    from opentelemetry import trace  # optional dependency: main() checked that it is there
+
+    from .tracing import instrument
+
+    for nexus in nexuses.values():
+        instrument(nexus)
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        logger.warning(
+            "--trace: no OpenTelemetry tracer provider is set, so the spans go nowhere; set one in "
+            "the factory (opentelemetry.trace.set_tracer_provider) or run under opentelemetry-instrument"
+        )
 
 
 async def _run_until_signalled(nexuses: dict[str, AsyncEventNexus], *, name: str) -> int:

@@ -14,8 +14,8 @@ a supervisor understands:
 Several nexuses run as a :class:`~async_nexus.NexusGroup`: started in the order given,
 stopped in the reverse order, each after the one given after it has drained.
 
-Only the standard library is needed; ``--uvloop`` needs the ``[uvloop]`` extra and
-``--metrics-port`` the ``[prometheus]`` extra.
+Only the standard library is needed; ``--uvloop`` needs the ``[uvloop]`` extra,
+``--metrics-port`` the ``[prometheus]`` extra and ``--trace`` the ``[otel]`` extra.
 
 The work is split by job: :func:`load_target` and :func:`build_nexus` find the nexus
 (:func:`build_nexuses` the nexuses of a target that gives several), :func:`configure_logging`
@@ -167,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     run.add_argument(
+        "--trace",
+        action="store_true",
+        help=(
+            "trace every dispatch with OpenTelemetry, through the tracer provider the target sets "
+            "(needs the [otel] extra)"
+        ),
+    )
+    run.add_argument(
         "--metrics-host",
         default="127.0.0.1",
         metavar="HOST",
@@ -190,6 +198,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
+    if args.trace:
+        try:
+            import opentelemetry.trace  # noqa: F401
+        except ImportError:
+            print(
+                f"{error_prefix} --trace needs the opentelemetry-api package, which is not "
+                "installed; install it with pip install 'async-nexus[otel]'",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     configure_logging(level=args.log_level, log_format=args.log_format)
     if hasattr(sys.stdout, "reconfigure"):
         # A daemon's stdout is a pipe (journald, docker logs): without this, what handlers
@@ -206,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stats_interval=args.stats_interval,
             metrics_port=args.metrics_port,
             metrics_host=args.metrics_host,
+            trace=args.trace,
         )
     except UsageError as exc:
         cause = exc.__cause__

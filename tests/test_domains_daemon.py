@@ -1,7 +1,7 @@
-"""Several domains in one daemon as real subprocesses and real signals.
+"""Several domains in one daemon, and the runner's --trace, as real subprocesses and real signals.
 
-The targets live in tests/daemons/domains.py; the subprocess helpers are
-tests/test_runner.py's. Every wait is for a line the daemon writes, bounded by WAIT.
+The targets live in tests/daemons/domains.py and tests/daemons/traced.py; the subprocess
+helpers are tests/test_runner.py's. Every wait is for a line the daemon writes, bounded by WAIT.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from test_runner import ROOT, WAIT, Daemon, launch
 
 from async_nexus import AsyncEventNexus
-from async_nexus.runner import EXIT_FAILED, EXIT_OK, TargetError, build_nexus, build_nexuses
+from async_nexus.runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE, TargetError, build_nexus, build_nexuses, main
 
 
 @pytest.fixture
@@ -223,3 +223,50 @@ async def test_run_all_raises_the_error_a_domain_died_of_after_stopping_the_othe
     assert await daemon.exit_code() == 1, daemon.output()
     await daemon.wait_line(r"^ValueError: event 3 broke the fragile domain$")
     assert daemon.lines["stdout"] == [f"STEADY {number}" for number in range(1, 6)]
+
+
+# -- --trace ------------------------------------------------------------------------------------
+
+
+async def test_trace_option_traces_every_domain_and_the_trace_crosses_the_boundary(
+    daemons: list[Daemon],
+) -> None:
+    daemon = await launch(daemons, "tests.daemons.traced:build", "--trace")
+    await daemon.wait_line(r"^HANDLED back 1$", stream="stdout")
+    daemon.send(signal.SIGTERM)
+    assert await daemon.exit_code() == EXIT_OK, daemon.output()
+    spans = [line.split() for line in daemon.lines["stdout"] if line.startswith("SPAN ")]
+    # One dispatch in front (into the boundary), one in back (the handler), one trace.
+    assert [name for _, *name, _ in spans] == [["dispatch", "order"], ["dispatch", "order"]], spans
+    assert spans[0][-1] == spans[1][-1]
+
+
+async def test_without_trace_option_nothing_is_traced(daemons: list[Daemon]) -> None:
+    daemon = await launch(daemons, "tests.daemons.traced:build")
+    await daemon.wait_line(r"^HANDLED back 1$", stream="stdout")
+    daemon.send(signal.SIGTERM)
+    assert await daemon.exit_code() == EXIT_OK, daemon.output()
+    assert daemon.lines["stdout"] == ["HANDLED back 1"]
+
+
+async def test_trace_option_without_a_tracer_provider_says_the_spans_go_nowhere(
+    daemons: list[Daemon],
+) -> None:
+    daemon = await launch(daemons, "tests.daemons.orders:counted", "--trace")
+    await daemon.wait_line(r"--trace: no OpenTelemetry tracer provider is set, so the spans go nowhere")
+    await daemon.wait_line(r"HANDLED 5", stream="stdout")
+    daemon.send(signal.SIGTERM)
+    assert await daemon.exit_code() == EXIT_OK, daemon.output()
+
+
+def test_trace_without_opentelemetry_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Refused before main() configures logging or imports the target: nothing to restore.
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # import opentelemetry now raises ImportError
+    monkeypatch.setitem(sys.modules, "opentelemetry.trace", None)
+    assert main(["run", "tests.daemons.orders:counted", "--trace"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--trace needs the opentelemetry-api package" in err
+    assert "pip install 'async-nexus[otel]'" in err
