@@ -10,6 +10,7 @@ from .consumers import (
     GenericHandler,
     create_handler_coro,
 )
+from .domains import NexusGroup, run_all
 from .events import Event, EventFactory, EventTypeID, NamedEvent, NamedEventTypeVar
 from .nexus import AsyncEventNexus, NexusState
 from .sources import EventConverter, EventProducer, EventSource, SimpleEventConverter
@@ -33,10 +34,12 @@ __all__ = [
     "GenericHandler",
     "NamedEvent",
     "NamedEventTypeVar",
+    "NexusGroup",
     "NexusState",
     "SimpleEventConverter",
     "Timer",
     "create_handler_coro",
     "errors",
+    "run_all",
     "__version__",
 ]

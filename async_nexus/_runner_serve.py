@@ -13,7 +13,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._runner_target import TargetError, UsageError, build_nexus
+from ._runner_target import TargetError, UsageError, build_nexuses
+from .domains import NexusGroup
 from .nexus import AsyncEventNexus, NexusState
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "serve", "run_daemon"]
@@ -40,11 +41,17 @@ def _counts(stats: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-async def _log_stats(nexus: AsyncEventNexus, interval: float) -> None:
+async def _log_stats(nexuses: dict[str, AsyncEventNexus], interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
-        stats = nexus.stats()
-        logger.info("stats: %s", _counts(stats), extra={"stats": stats})
+        for label, nexus in nexuses.items():
+            stats = nexus.stats()
+            if len(nexuses) == 1:
+                logger.info("stats: %s", _counts(stats), extra={"stats": stats})
+            else:
+                logger.info(
+                    "stats: nexus=%s %s", label, _counts(stats), extra={"stats": stats, "nexus": label}
+                )
 
 
 async def serve(
@@ -56,50 +63,64 @@ async def serve(
     stats_interval: float | None = None,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    trace: bool = False,
 ) -> int:
-    """Build the nexus from ``factory`` and run it until it stops; return the exit code.
+    """Build the nexus (or nexuses) from ``factory`` and run it until it stops; return the exit code.
 
     SIGINT and SIGTERM ask for a graceful stop (queued events are dispatched, up to the
     drain timeout); the same signal again cancels the loop. ``drain_timeout`` and
     ``fail_fast`` override what the nexus was built with. ``stats_interval`` logs
     ``nexus.stats()`` every so many seconds; ``metrics_port`` serves them as Prometheus
-    metrics on ``metrics_host`` (port ``0`` picks a free port, which is logged).
+    metrics on ``metrics_host`` (port ``0`` picks a free port, which is logged). ``trace``
+    traces each dispatch with OpenTelemetry (:func:`async_nexus.tracing.instrument`).
+
+    A factory that gives several nexuses (see :func:`build_nexuses`) has them run as a
+    :class:`~async_nexus.NexusGroup`: started in the order given, stopped in reverse; stats
+    lines and metrics carry each one's name.
 
     :raises TargetError: ``factory`` did not give a nexus.
     """
     try:
-        nexus = await build_nexus(factory, name=name)
+        nexuses = await build_nexuses(factory, name=name)
     except TargetError:
         raise
     except Exception:
         logger.exception("building the nexus with %s failed", name)
         return EXIT_FAILED
-    if nexus.state is not NexusState.READY:
-        raise TargetError(
-            f"{name} gave a nexus that is {nexus.state.name}; a nexus runs once, so the target must "
-            "give one that has not been started (a factory that builds a new one is simplest)"
-        )
-    if drain_timeout is not None:
-        nexus.drain_timeout = drain_timeout
-    if fail_fast:
-        nexus.fail_fast = True
+    for label, nexus in nexuses.items():
+        if nexus.state is not NexusState.READY:
+            which = f" (nexus {label})" if len(nexuses) > 1 else ""
+            raise TargetError(
+                f"{name} gave a nexus{which} that is {nexus.state.name}; a nexus runs once, so the target "
+                "must give one that has not been started (a factory that builds a new one is simplest)"
+            )
+        if drain_timeout is not None:
+            nexus.drain_timeout = drain_timeout
+        if fail_fast:
+            nexus.fail_fast = True
+    if trace:
+        _instrument(nexuses)
 
     helpers: list[asyncio.Task[None]] = []
     closers: list[Callable[[], Awaitable[None]]] = []
     try:
         if metrics_port is not None:
-            from .metrics import serve_metrics  # optional dependency: imported only when asked for
+            # optional dependency: imported only when asked for
+            from .metrics import register_nexuses, serve_metrics
 
+            single = next(iter(nexuses.values())) if len(nexuses) == 1 else None
             try:
-                server = await serve_metrics(nexus, port=metrics_port, host=metrics_host)
+                server = await serve_metrics(single, port=metrics_port, host=metrics_host)
             except OSError as exc:
                 logger.error("cannot serve metrics on %s port %d: %s", metrics_host, metrics_port, exc)
                 return EXIT_FAILED
+            if single is None:
+                register_nexuses(nexuses, server.registry)
             closers.append(server.close)
             logger.info("serving Prometheus metrics on %s", server.url)
         if stats_interval is not None:
-            helpers.append(asyncio.create_task(_log_stats(nexus, stats_interval), name="async_nexus stats"))
-        return await _run_until_signalled(nexus, name=name)
+            helpers.append(asyncio.create_task(_log_stats(nexuses, stats_interval), name="async_nexus stats"))
+        return await _run_until_signalled(nexuses, name=name)
     finally:
         for helper in helpers:
             helper.cancel()
@@ -108,23 +129,41 @@ async def serve(
             await close()
 
 
-async def _run_until_signalled(nexus: AsyncEventNexus, *, name: str) -> int:
+def _instrument(nexuses: dict[str, AsyncEventNexus]) -> None:
+    from opentelemetry import trace  # optional dependency: main() checked that it is there
+
+    from .tracing import instrument
+
+    for nexus in nexuses.values():
+        instrument(nexus)
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        logger.warning(
+            "--trace: no OpenTelemetry tracer provider is set, so the spans go nowhere; set one in "
+            "the factory (opentelemetry.trace.set_tracer_provider) or run under opentelemetry-instrument"
+        )
+
+
+async def _run_until_signalled(nexuses: dict[str, AsyncEventNexus], *, name: str) -> int:
     loop = asyncio.get_running_loop()
-    task = nexus.start()
+    group = NexusGroup(*nexuses.values(), names=list(nexuses))
+    task = group.start()
     received: list[signal.Signals] = []
+    several = len(nexuses) > 1
 
     def on_signal(signum: signal.Signals) -> None:
         received.append(signum)
-        queued = nexus.stats()["queued"]
+        queued = sum(nexus.stats()["queued"] for nexus in nexuses.values())
         if len(received) == 1:
+            order = f" nexus {', then '.join(reversed(nexuses))}," if several else ""
             logger.info(
-                "%s received: stopping gracefully, %d events queued (drain timeout %gs); "
+                "%s received: stopping%s gracefully, %d events queued (drain timeout %s); "
                 "send it again to stop at once",
                 signum.name,
+                order,
                 queued,
-                nexus.drain_timeout,
+                ", ".join(sorted({f"{nexus.drain_timeout:g}s" for nexus in nexuses.values()})),
             )
-            nexus.stop()
+            group.stop()
         else:
             logger.warning(
                 "%s received again: stopping at once; %d queued events are not dispatched",
@@ -140,7 +179,8 @@ async def _run_until_signalled(nexus: AsyncEventNexus, *, name: str) -> int:
             installed.append(signum)
         except (NotImplementedError, RuntimeError):  # not the main thread, or not supported here
             pass
-    logger.info("running %s (pid %d); SIGINT or SIGTERM stops it gracefully", name, os.getpid())
+    listed = f"; nexuses {', '.join(nexuses)}" if several else ""
+    logger.info("running %s (pid %d%s); SIGINT or SIGTERM stops it gracefully", name, os.getpid(), listed)
     try:
         await task
     except asyncio.CancelledError:
@@ -153,8 +193,17 @@ async def _run_until_signalled(nexus: AsyncEventNexus, *, name: str) -> int:
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
-    stats = nexus.stats()
-    logger.info("stopped gracefully: %s", _counts(stats), extra={"stats": stats})
+    for label, nexus in nexuses.items():
+        stats = nexus.stats()
+        if several:
+            logger.info(
+                "stopped gracefully: nexus=%s %s",
+                label,
+                _counts(stats),
+                extra={"stats": stats, "nexus": label},
+            )
+        else:
+            logger.info("stopped gracefully: %s", _counts(stats), extra={"stats": stats})
     return EXIT_OK
 
 

@@ -14,11 +14,12 @@ from typing import Any
 
 from .nexus import AsyncEventNexus
 
-__all__ = ["UsageError", "TargetError", "load_target", "build_nexus"]
+__all__ = ["UsageError", "TargetError", "load_target", "build_nexus", "build_nexuses"]
 
 _TARGET_FORM = (
     "write the target as package.module:factory (for example myapp.events:build_nexus), where "
-    "factory is an AsyncEventNexus, or a function or async function returning one"
+    "factory is an AsyncEventNexus, or a function or async function returning one (or several in a "
+    "list, tuple or dict)"
 )
 
 
@@ -106,12 +107,54 @@ async def build_nexus(obj: Any, *, name: str = "the target") -> AsyncEventNexus:
 
     ``obj`` is a nexus (returned as is), or a function called with no arguments that
     returns one; if it is an ``async`` function, or returns an awaitable, that is awaited
-    here, inside the loop that will run the nexus.
+    here, inside the loop that will run the nexus. :func:`build_nexuses` also takes
+    targets that give several.
 
     :raises TargetError: ``obj`` is neither, needs arguments, or gave something else.
     """
+    nexuses = await build_nexuses(obj, name=name)
+    if len(nexuses) != 1:
+        raise TargetError(f"{name} gave {len(nexuses)} nexuses; build them with build_nexuses()")
+    return next(iter(nexuses.values()))
+
+
+async def build_nexuses(obj: Any, *, name: str = "the target") -> dict[str, AsyncEventNexus]:
+    """Turn what :func:`load_target` returned into the nexuses to run, by name, in order.
+
+    ``obj`` is what :func:`build_nexus` takes, or it gives several nexuses: a list or tuple
+    (named ``"1"``, ``"2"``, … by position) or a dict of names to nexuses. The runner runs
+    them as a :class:`~async_nexus.NexusGroup`, in that order.
+
+    :raises TargetError: ``obj`` is none of these, needs arguments, or gave something else.
+    """
+    if not isinstance(obj, (AsyncEventNexus, list, tuple, dict)):
+        obj = await _call(obj, name)
     if isinstance(obj, AsyncEventNexus):
-        return obj
+        return {"1": obj}
+    if isinstance(obj, dict):
+        named = list(obj.items())
+    elif isinstance(obj, (list, tuple)):
+        named = [(str(position), item) for position, item in enumerate(obj, 1)]
+    else:
+        raise TargetError(f"{name} returned {_describe(obj)}; {_RETURN}")
+    if not named:
+        raise TargetError(f"{name} gave no nexus (an empty {type(obj).__qualname__}); {_RETURN}")
+    nexuses: dict[str, AsyncEventNexus] = {}
+    for key, item in named:
+        if not isinstance(key, str) or not key:
+            raise TargetError(f"{name} gave a dict with the key {key!r}; name each nexus with a string")
+        if not isinstance(item, AsyncEventNexus):
+            raise TargetError(f"{name} gave {_describe(item)} as nexus {key}; {_RETURN}")
+        if any(item is known for known in nexuses.values()):
+            raise TargetError(f"{name} gave the same nexus twice (as nexus {key}); give each nexus once")
+        nexuses[key] = item
+    return nexuses
+
+
+_RETURN = "the factory must return an AsyncEventNexus, or several in a list, tuple or dict"
+
+
+async def _call(obj: Any, name: str) -> Any:
     if not callable(obj):
         raise TargetError(
             f"{name} is {_describe(obj)}, not an AsyncEventNexus or a function returning one; {_TARGET_FORM}"
@@ -128,8 +171,6 @@ async def build_nexus(obj: Any, *, name: str = "the target") -> AsyncEventNexus:
     result = obj()
     if inspect.isawaitable(result):
         result = await result
-    if not isinstance(result, AsyncEventNexus):
-        raise TargetError(f"{name} returned {_describe(result)}; the factory must return an AsyncEventNexus")
     return result
 
 

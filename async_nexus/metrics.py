@@ -4,7 +4,8 @@ Needs the ``[prometheus]`` extra (``prometheus-client``). Nothing is added to th
 loop: :class:`NexusCollector` reads the counts the nexus keeps anyway, at scrape time.
 
 * :func:`register_nexus` adds a nexus to a registry, for programs that already expose one
-  (``prometheus_client.make_asgi_app(registry)`` in a Starlette or FastAPI app, say).
+  (``prometheus_client.make_asgi_app(registry)`` in a Starlette or FastAPI app, say);
+  :func:`register_nexuses` adds several, told apart by a label.
 * :func:`serve_metrics` serves a registry over HTTP from the running event loop, without a
   thread; the runner's ``--metrics-port`` uses it.
 """
@@ -26,7 +27,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from .nexus import AsyncEventNexus
 
-__all__ = ["NexusCollector", "register_nexus", "MetricsServer", "serve_metrics"]
+__all__ = ["NexusCollector", "register_nexus", "register_nexuses", "MetricsServer", "serve_metrics"]
 
 # stats() key -> (metric name without namespace, kind, help). Numbers not listed here are
 # exported as gauges under their own name, so a count added to stats() shows up by itself.
@@ -133,6 +134,38 @@ def register_nexus(
     collector = NexusCollector(nexus, namespace=namespace, labels=labels)
     registry.register(collector)
     return collector
+
+
+def register_nexuses(
+    nexuses: Mapping[str, AsyncEventNexus],
+    registry: CollectorRegistry,
+    *,
+    label: str = "nexus",
+    namespace: str = "async_nexus",
+) -> None:
+    """Add several nexuses to ``registry``, each sample labelled ``label="<its name>"``.
+
+    ``nexuses`` maps names to nexuses. Each metric is exported once, with a sample per
+    nexus, as the exposition format wants.
+    """
+    collectors = [NexusCollector(n, namespace=namespace, labels={label: name}) for name, n in nexuses.items()]
+    registry.register(_Merged(collectors))
+
+
+class _Merged:
+    """Collectors whose families of one name are merged into one family."""
+
+    def __init__(self, collectors: list[NexusCollector]) -> None:
+        self.collectors = collectors
+
+    def collect(self) -> Iterable[Metric]:
+        families: dict[str, Metric] = {}
+        for collector in self.collectors:
+            for family in collector.collect():
+                known = families.setdefault(family.name, family)
+                if known is not family:
+                    known.samples.extend(family.samples)
+        return list(families.values())
 
 
 class MetricsServer:

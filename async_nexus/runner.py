@@ -1,8 +1,9 @@
 """Run a nexus as a daemon: ``python -m async_nexus run package.module:factory``.
 
 The runner imports the target (a nexus, or a function or ``async`` function that returns
-one), configures logging, runs the nexus with SIGINT and SIGTERM wired to a graceful stop
-(a second signal stops at once), and exits with a code a supervisor understands:
+one, or several in a list, tuple or dict), configures logging, runs the nexus with SIGINT
+and SIGTERM wired to a graceful stop (a second signal stops at once), and exits with a code
+a supervisor understands:
 
 * ``0`` after a graceful stop;
 * ``1`` when the loop died of an error (or building the nexus failed);
@@ -10,13 +11,16 @@ one), configures logging, runs the nexus with SIGINT and SIGTERM wired to a grac
 * ``128 + signal number`` (130 for SIGINT, 143 for SIGTERM) when a second signal cut the
   graceful stop short: queued events were not dispatched.
 
-Only the standard library is needed; ``--uvloop`` needs the ``[uvloop]`` extra and
-``--metrics-port`` the ``[prometheus]`` extra.
+Several nexuses run as a :class:`~async_nexus.NexusGroup`: started in the order given,
+stopped in the reverse order, each after the one given after it has drained.
 
-The work is split by job: :func:`load_target` and :func:`build_nexus` find the nexus,
-:func:`configure_logging` and :class:`JsonFormatter` set up logging, :func:`serve` and
-:func:`run_daemon` run it; this module is the command line, and the one place to import
-all of them from.
+Only the standard library is needed; ``--uvloop`` needs the ``[uvloop]`` extra,
+``--metrics-port`` the ``[prometheus]`` extra and ``--trace`` the ``[otel]`` extra.
+
+The work is split by job: :func:`load_target` and :func:`build_nexus` find the nexus
+(:func:`build_nexuses` the nexuses of a target that gives several), :func:`configure_logging`
+and :class:`JsonFormatter` set up logging, :func:`serve` and :func:`run_daemon` run it;
+this module is the command line, and the one place to import all of them from.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from collections.abc import Sequence
 from . import __version__, _runner_serve
 from ._runner_logging import JsonFormatter, configure_logging
 from ._runner_serve import run_daemon, serve
-from ._runner_target import TargetError, UsageError, build_nexus, load_target
+from ._runner_target import TargetError, UsageError, build_nexus, build_nexuses, load_target
 
 __all__ = [
     "EXIT_OK",
@@ -39,6 +43,7 @@ __all__ = [
     "JsonFormatter",
     "load_target",
     "build_nexus",
+    "build_nexuses",
     "configure_logging",
     "serve",
     "run_daemon",
@@ -107,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TARGET",
         help=(
             "package.module:factory, where factory is an AsyncEventNexus, or a function or async "
-            "function (awaited in the loop that runs the nexus) returning one"
+            "function (awaited in the loop that runs the nexus) returning one; or several, in a "
+            "list, tuple or dict, which start in that order and stop in reverse"
         ),
     )
     run.add_argument(
@@ -161,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     run.add_argument(
+        "--trace",
+        action="store_true",
+        help=(
+            "trace every dispatch with OpenTelemetry, through the tracer provider the target sets "
+            "(needs the [otel] extra)"
+        ),
+    )
+    run.add_argument(
         "--metrics-host",
         default="127.0.0.1",
         metavar="HOST",
@@ -184,6 +198,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
+    if args.trace:
+        try:
+            import opentelemetry.trace  # noqa: F401
+        except ImportError:
+            print(
+                f"{error_prefix} --trace needs the opentelemetry-api package, which is not "
+                "installed; install it with pip install 'async-nexus[otel]'",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     configure_logging(level=args.log_level, log_format=args.log_format)
     if hasattr(sys.stdout, "reconfigure"):
         # A daemon's stdout is a pipe (journald, docker logs): without this, what handlers
@@ -200,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stats_interval=args.stats_interval,
             metrics_port=args.metrics_port,
             metrics_host=args.metrics_host,
+            trace=args.trace,
         )
     except UsageError as exc:
         cause = exc.__cause__

@@ -105,7 +105,7 @@ async def nexus(n: int) -> None:
 async def nexus_v1(n: int) -> None:
     from async_nexus import AsyncEventNexus, Event, SimpleEventConverter
 
-    class Idle(SimpleEventConverter):  # type: ignore[misc]  # 1.0.2 needs one to keep looping
+    class Idle(SimpleEventConverter):  # 1.0.2 needs one to keep looping
         async def obtain_event(self) -> Any:
             await asyncio.get_running_loop().create_future()
 

@@ -31,7 +31,7 @@ def ensure(*, uvloop: bool) -> tuple[Path | None, str]:
     )
     if python.exists() and _has(python, check):
         return python, ""
-    steps = [
+    steps: list[list[str | Path]] = [
         [sys.executable, "-m", "venv", "--clear", str(HOME)],
         [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *wanted],
     ]

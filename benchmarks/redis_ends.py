@@ -38,7 +38,8 @@ async def plain_receive(url: str, stream: str, n: int) -> None:
     print("ready", flush=True)
     seen = 0
     while seen < n:
-        reply = await client.xreadgroup(GROUP, "plain", {stream: ">"}, count=BATCH, block=1000)
+        # redis-py types the reply as a union it cannot narrow: [(stream, [(id, fields)])].
+        reply: Any = await client.xreadgroup(GROUP, "plain", {stream: ">"}, count=BATCH, block=1000)
         for _, entries in reply:
             for _, fields in entries:
                 Event(int(fields[b"id"]), int(fields[b"type"]), 0, fields[b"payload"].decode())

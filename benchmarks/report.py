@@ -49,7 +49,8 @@ def _paired(ours: dict[str, Any], r: dict[str, Any]) -> float | None:
 
 def result_text(r: dict[str, Any]) -> str:
     if r["value"] is None:
-        return r["note"]
+        note: str = r["note"]  # a result without a value always says why
+        return note
     unit = SCENARIOS[r["key"]].unit
     if r["key"] == "latency":
         d = r["detail"]
@@ -60,7 +61,7 @@ def result_text(r: dict[str, Any]) -> str:
 
 def table(rows: list[dict[str, Any]], every: list[dict[str, Any]] | None = None) -> list[tuple[str, ...]]:
     """Rows as text; ``every`` holds the async-nexus rows the ratios need (default: ``rows``)."""
-    lines = []
+    lines: list[tuple[str, ...]] = []
     for r in rows:
         ratio = advantage(every or rows, r)
         lines.append(

@@ -38,7 +38,7 @@ def _resident_mb(pid: int) -> float:
     return 0.0
 
 
-def _wait(child: subprocess.Popen[str], cap_mb: float | None) -> bool:
+def _wait(child: subprocess.Popen[bytes], cap_mb: float | None) -> bool:
     """Wait for ``child``; True if it was killed for holding more than ``cap_mb`` resident."""
     deadline = time.monotonic() + TIMEOUT
     while True:

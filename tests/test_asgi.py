@@ -1,4 +1,7 @@
-"""async_nexus.asgi under a real uvicorn server on a loopback port, driven over HTTP by httpx."""
+"""async_nexus.asgi under a real uvicorn server on a loopback port, driven over HTTP by httpx.
+
+The apps are Starlette's, and FastAPI's in the test that says so.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,12 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
 import uvicorn
+from fastapi import Depends, FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -103,6 +107,48 @@ async def test_the_response_goes_out_before_the_handler_runs_and_shutdown_drains
     # Shutdown stopped the nexus gracefully: the second event was handled too.
     assert [event.id for event in orders.recorder.events] == [1, 2]
     assert nexus.state is NexusState.STOPPED
+
+
+async def test_a_fastapi_app_owns_the_nexus_through_its_lifespan() -> None:
+    orders = SlowOrders()
+
+    def build() -> AsyncEventNexus:
+        nexus = AsyncEventNexus(maxsize=1)
+        nexus.add_handler("order", orders.recorder)
+        return nexus
+
+    app = FastAPI(lifespan=nexus_lifespan(build), exception_handlers=EXCEPTION_HANDLERS)
+
+    @app.post("/orders", status_code=202)
+    async def place_order(order: dict[str, int], request: Request) -> dict[str, int]:
+        ingest_nowait(request, Event(order["id"], "order", payload=order))
+        return {"accepted": order["id"]}
+
+    @app.post("/audit", status_code=202)
+    async def audit(entry: dict[str, int], request: Request) -> dict[str, int]:
+        await ingest(request, Event(entry["id"], "order", payload=entry), timeout=0.1)
+        return {"accepted": entry["id"]}
+
+    @app.get("/queued")
+    def queued(nexus: Annotated[AsyncEventNexus, Depends(get_nexus)]) -> dict[str, int]:
+        return {"queued": nexus.stats()["queued"]}
+
+    async with serving(app) as client:
+        response = await client.post("/orders", json={"id": 1})
+        assert response.status_code == 202 and response.json() == {"accepted": 1}
+        await asyncio.wait_for(orders.entered.wait(), WAIT)  # event 1 is in the handler
+        assert (await client.post("/orders", json={"id": 2})).status_code == 202  # the queue is full
+        assert (await client.get("/queued")).json() == {"queued": 1}  # get_nexus as a dependency
+
+        full = await client.post("/orders", json={"id": 3})
+        assert full.status_code == 503 and full.headers["retry-after"] == "1"
+        waited = await client.post("/audit", json={"id": 4})
+        assert waited.status_code == 503 and "stayed full for 0.1s" in waited.text
+        nexus = app.state.nexus
+        orders.gate.set()
+    # FastAPI's shutdown ran the lifespan's graceful stop: what was accepted was handled.
+    assert [event.payload for event in orders.recorder.events] == [{"id": 1}, {"id": 2}]
+    assert isinstance(nexus, AsyncEventNexus) and nexus.state is NexusState.STOPPED
 
 
 async def test_a_full_queue_answers_503_and_the_accepted_events_are_still_handled() -> None:

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from async_nexus import AsyncEventNexus, Event
-from async_nexus.metrics import NexusCollector, register_nexus, serve_metrics
+from async_nexus.metrics import NexusCollector, register_nexus, register_nexuses, serve_metrics
 from async_nexus.testing import Recorder, feed, running
 
 WAIT = 10.0
@@ -87,6 +87,23 @@ def test_two_nexuses_in_one_registry_are_told_apart_by_labels() -> None:
     got = scrape(registry)
     assert got[("async_nexus_queue_depth", (("nexus", "orders"),))] == 1
     assert got[("async_nexus_queue_depth", (("nexus", "billing"),))] == 0
+
+
+
+def test_register_nexuses_exports_each_metric_once_with_a_sample_per_nexus() -> None:
+    registry = CollectorRegistry()
+    back, front = AsyncEventNexus(), AsyncEventNexus()
+    register_nexuses({"back": back, "front": front}, registry)
+    front.ingest_nowait(Event(1, "order"))
+    text = generate_latest(registry).decode()
+    # Two families of one name (what two register_nexus calls give) are not valid exposition.
+    assert text.count("# TYPE async_nexus_queue_depth gauge") == 1
+    assert text.count("# TYPE async_nexus_events_ingested_by_source_total counter") == 1
+    got = samples(text)
+    assert got[("async_nexus_queue_depth", (("nexus", "front"),))] == 1
+    assert got[("async_nexus_queue_depth", (("nexus", "back"),))] == 0
+    by_source = (("nexus", "front"), ("source", "ingest()"))
+    assert got[("async_nexus_events_ingested_by_source_total", by_source)] == 1
 
 
 def test_a_count_added_to_stats_is_exported_as_a_gauge_by_itself() -> None:

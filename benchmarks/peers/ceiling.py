@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Any
 
@@ -56,7 +56,7 @@ async def routing(n: int, types: int) -> float:
     async def handler(event: Event, queue: Any) -> None:
         count.hit()
 
-    handlers = dict.fromkeys(range(types), handler)
+    handlers: dict[int | str, Callable[[Event, Any], Awaitable[None]]] = {t: handler for t in range(types)}
 
     async def route(event: Event, queue: Any) -> None:
         for passes in filters:

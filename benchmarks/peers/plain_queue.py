@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Any
 
@@ -59,7 +59,7 @@ async def throughput_sync(n: int) -> float:
     def handler(event: Event, queue: Any) -> None:
         count.hit()
 
-    handlers = {0: handler}
+    handlers: dict[int | str, Callable[[Event, Any], None]] = {0: handler}
 
     async def consume(queue: asyncio.Queue[Event]) -> None:
         while True:
@@ -76,7 +76,7 @@ async def routing(n: int, types: int) -> float:
     async def handler(event: Event, queue: Any) -> None:
         count.hit()
 
-    handlers = dict.fromkeys(range(types), handler)
+    handlers: dict[int | str, Callable[[Event, Any], Awaitable[None]]] = {t: handler for t in range(types)}
 
     async def consume(queue: asyncio.Queue[Event]) -> None:
         while True:
@@ -96,7 +96,7 @@ async def fanout(n: int, handlers: int) -> float:
     async def handler(event: Event, queue: Any) -> None:
         count.hit()
 
-    fan = {0: [handler] * handlers}
+    fan: dict[int | str, list[Callable[[Event, Any], Awaitable[None]]]] = {0: [handler] * handlers}
 
     async def consume(queue: asyncio.Queue[Event]) -> None:
         while True:

@@ -23,7 +23,7 @@ def version() -> str:
 
 def _emitter(*callbacks: Callable[..., Any]) -> EventEmitter:
     # A linker class of its own: pyventus keeps subscribers on the class, not on an instance.
-    class Linker(EventLinker, debug=False):
+    class Linker(EventLinker, debug=False):  # type: ignore[misc,call-arg]  # pyventus is untyped
         pass
 
     for callback in callbacks:
