@@ -2,9 +2,10 @@
 
 Two jobs, both driven by the ``__all__`` of ``async_nexus`` and of each of its submodules:
 
-* ``source-read``: where ``api.rst`` has the comment ``.. public-api: remaining modules``, add an
-  ``automodule`` section for every public submodule that the page does not document by hand, so
-  a new module (a transport, the runner, a tracing module) appears without anyone editing the page.
+* ``source-read``: where ``api.rst`` (the index of the API reference) has the comment
+  ``.. public-api: remaining modules``, add an ``automodule`` section for every public submodule
+  that no page of the docs (``api/*.rst`` and the rest) documents by hand, so a new module (a
+  transport, the runner, a tracing module) appears without anyone editing the pages.
 * ``env-updated``: warn — an error under ``sphinx-build -W`` — for every public name that
   has no docstring, or that no directive of the build documents. Public methods and properties
   of public classes count too.
@@ -20,6 +21,7 @@ import importlib
 import inspect
 import pkgutil
 import re
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -53,12 +55,26 @@ def _title(module: ModuleType) -> str:
     return f"``{module.__name__}``" + (f" — {first}" if first else "")
 
 
+def documented_by_hand(app: Sphinx) -> set[str]:
+    """The modules some page of the docs has an ``automodule`` directive for.
+
+    The pages are read from disk, not from the build, so the answer does not depend on the
+    order in which Sphinx reads them (the API reference is split over ``api/*.rst``).
+    """
+    listed: set[str] = set()
+    for page in Path(app.srcdir).rglob("*.rst"):
+        if any(part.startswith(("_", ".")) for part in page.relative_to(app.srcdir).parts):
+            continue  # _build, _static, _ext: not pages
+        listed.update(_AUTOMODULE.findall(page.read_text(encoding="utf-8")))
+    return listed
+
+
 def add_remaining_modules(app: Sphinx, docname: str, source: list[str]) -> None:
-    """Append an automodule section for each public module ``api.rst`` does not cover."""
+    """Append an automodule section for each public module no page covers by hand."""
     text = source[0]
     if MARKER not in text:
         return
-    listed = set(_AUTOMODULE.findall(text))
+    listed = documented_by_hand(app) | set(_AUTOMODULE.findall(text))
     sections = []
     for module in public_modules(app):
         if module.__name__ in listed or module.__name__ == PACKAGE or not getattr(module, "__all__", None):
