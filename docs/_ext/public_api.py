@@ -10,6 +10,9 @@ Two jobs, both driven by the ``__all__`` of ``async_nexus`` and of each of its s
   has no docstring, or that no directive of the build documents. Public methods and properties
   of public classes count too.
 
+A third, smaller one: ``missing-reference`` makes a link to a name the package re-exports
+(``:class:`~async_nexus.AsyncEventNexus```) point to where its module's page documents it.
+
 Optional dependencies (redis, pyzmq, opentelemetry, uvloop) may be missing where the docs are
 built; the modules that need them are imported under autodoc's mocks, as autodoc itself does.
 """
@@ -186,8 +189,42 @@ def check(app: Sphinx, env: Any) -> list[str]:
     return []  # no documents to re-write
 
 
+def canonical_name(target: str) -> str | None:
+    """Where a name the package re-exports is documented: ``async_nexus.Event.id`` is
+    ``async_nexus.events.Event.id``. None when ``target`` is not such a name."""
+    parts = target.split(".")
+    if parts[0] != PACKAGE or len(parts) < 2:
+        return None
+    obj: Any = importlib.import_module(PACKAGE)
+    for i, part in enumerate(parts[1:], start=1):
+        obj = getattr(obj, part, None)
+        if obj is None or inspect.ismodule(obj):
+            if obj is None:
+                return None
+            continue
+        home = getattr(obj, "__module__", None)
+        if (inspect.isclass(obj) or inspect.isroutine(obj)) and home and home != ".".join(parts[:i]):
+            return ".".join([home, obj.__qualname__, *parts[i + 1 :]])
+        return None
+    return None
+
+
+def resolve_reexported(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:
+    """Make ``:class:`~async_nexus.Event``` link to the page of the module that defines it."""
+    if node.get("refdomain") != "py":
+        return None
+    canonical = canonical_name(node.get("reftarget", ""))
+    if canonical is None:
+        return None
+    domain = env.get_domain("py")
+    return domain.resolve_xref(
+        env, node["refdoc"], app.builder, node["reftype"], canonical, node, contnode
+    )
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
-    """Register the two event handlers."""
+    """Register the event handlers."""
     app.connect("source-read", add_remaining_modules)
     app.connect("env-updated", check)
+    app.connect("missing-reference", resolve_reexported)
     return {"version": "1", "parallel_read_safe": True}
