@@ -1,15 +1,18 @@
 """``python -m benchmarks [--quick]``: every scenario, every peer, one table, JSON and a chart.
 
 A full run (no options that narrow it) writes ``benchmarks/results/latest.json``,
-``docs/_static/benchmarks.png`` and ``docs/_static/benchmarks.inc`` (which
-docs/performance.rst includes). Any other run writes to ``benchmarks/results/quick/``.
-The exit status is 1 when a scenario crashed; missed goals are reported, never fatal.
+a chart per scenario in ``docs/_static/benchmarks/`` and ``docs/_static/benchmarks.inc``
+(which docs/performance.rst includes). Any other run writes to ``benchmarks/results/quick/``.
+``--render`` measures nothing: it draws the charts and writes the docs' table again from
+``benchmarks/results/latest.json``. The exit status is 1 when a scenario crashed; missed
+goals are reported, never fatal.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import sys
@@ -46,7 +49,32 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--impl", default="", help=f"comma-separated implementations of {list(IMPLEMENTATIONS)}"
     )
     parser.add_argument("--no-uvloop", action="store_true", help="only the default asyncio loop")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="measure nothing: redraw the docs' charts and table from benchmarks/results/latest.json",
+    )
     return parser.parse_args(argv)
+
+
+DOCS_STATIC = ROOT / "docs" / "_static"
+LATEST = ROOT / "benchmarks" / "results" / "latest.json"
+
+
+def write_docs(run: dict[str, Any]) -> str:
+    """The charts and the table docs/performance.rst shows; "" or why no chart was drawn."""
+    why = plot.plot(run["rows"], DOCS_STATIC / "benchmarks")
+    chart = None if why else plot.chart_name
+    report.write_rst(DOCS_STATIC / "benchmarks.inc", run, "_static/benchmarks", chart)
+    return why
+
+
+def render() -> int:
+    """``--render``: the docs' charts and table from the last full run, without measuring."""
+    run = json.loads(LATEST.read_text())
+    why = write_docs(run)
+    print(f"Rendered {LATEST} into {DOCS_STATIC}" + (f"; {why}" if why else ""))
+    return 1 if why else 0
 
 
 def _chosen(text: str, known: Any, what: str) -> list[str]:
@@ -179,6 +207,8 @@ def ideal_rows(keys: list[str]) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.render:
+        return render()
     keys = _chosen(args.only, SCENARIOS, "scenario")
     impls = _chosen(args.impl, IMPLEMENTATIONS, "implementation")
     plan = QUICK if args.quick else FULL
@@ -214,11 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     full = not (args.quick or args.only or args.impl or args.no_uvloop)
     out = ROOT / "benchmarks" / "results" / ("" if full else "quick")
     report.write_json(out / "latest.json", run)
-    image = ROOT / "docs" / "_static" / "benchmarks.png" if full else out / "benchmarks.png"
-    why = plot.plot(rows, image, f"Async Nexus benchmarks, {run['date']}, {command}")
     if full:
-        report.write_rst(ROOT / "docs" / "_static" / "benchmarks.inc", run, "_static/benchmarks.png")
-    print(f"\nWrote {out / 'latest.json'}" + (f"; {why}" if why else f" and {image}"))
+        why, image = write_docs(run), DOCS_STATIC / "benchmarks"
+    else:
+        image = out
+        why = plot.plot(rows, image, f"Async Nexus benchmarks, {run['date']}, {command}")
+    print(f"\nWrote {out / 'latest.json'}" + (f"; {why}" if why else f" and the charts in {image}"))
     print(f"Took {time.monotonic() - started:.0f} s.")
     crashed = [r for r in rows if r["failed"]]
     for r in crashed:

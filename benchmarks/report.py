@@ -124,25 +124,88 @@ def write_json(path: Path, run: dict[str, Any]) -> None:
     path.write_text(json.dumps(run, indent=1, ensure_ascii=False) + "\n")
 
 
-def write_rst(path: Path, run: dict[str, Any], image: str) -> None:
-    """The part of docs/performance.rst that each full run rewrites: when, where, the table."""
+def cell_text(r: dict[str, Any]) -> str:
+    """A result for the docs' table, whose heading already names the unit."""
+    if r["value"] is None:
+        return str(r["note"])
+    if r["key"] == "latency":
+        d = r["detail"]
+        return f"{d['p99']:,.1f} ({d['p50']:,.1f}, {d['max']:,.0f}) at {_short(d['rate'])}/s"
+    text = f"{r['value']:,.0f}" if r["value"] >= 100 else f"{r['value']:,.2f}"
+    note = str(r["note"])
+    if note.startswith("stopped"):  # "stopped at 1,024 MB resident: grows without bound"
+        return f"≥{text}: {note.rsplit(': ', 1)[-1]}"
+    return f"{text} ({note})" if note else text
+
+
+def _short(value: float) -> str:
+    if value >= 1e6:
+        return f"{value / 1e6:.2f}M"
+    return f"{value / 1e3:.0f}k" if value >= 1e3 else f"{value:.0f}"
+
+
+def _versions(rows: list[dict[str, Any]]) -> str:
+    """Each implementation's version, once (the hand-written ones run on the Python named above)."""
+    seen: dict[str, str] = {}
+    for r in rows:
+        version = r["version"]
+        if not version or r["impl"] == "ideal" or version.startswith("python "):
+            continue
+        if version in r["name"]:
+            seen.setdefault(r["name"], r["name"])
+        elif "," in version:
+            seen.setdefault(r["name"], f"{r['name']} ({version})")
+        else:
+            seen.setdefault(r["name"], f"{r['name']} {version}")
+    return "; ".join(seen.values())
+
+
+def _rst_cell(cell: str) -> str:
+    # A lone "-" would start a bullet list in reStructuredText.
+    return cell.replace("*", "\\*") if cell not in ("", "-") else "—"
+
+
+def write_rst(path: Path, run: dict[str, Any], images: str, chart_name: Any = None) -> None:
+    """The part of docs/performance.rst that each full run rewrites: when, where, the results.
+
+    One section per scenario: its chart (``images``/``chart_name(key)``, when given) and a
+    compact table, one line per implementation, a column per loop.
+    """
     m = run["machine"]
+    rows = run["rows"]
+    loops = list(dict.fromkeys(r["loop"] for r in rows))
     out = [
         f"Measured on {run['date']} with ``{run['command']}``: {m['cores']} cores ({m['cpu']}), "
         f"Python {m['python']}, {m['platform']}; uvloop {m['uvloop'] or 'not installed'}.",
         "",
-        f".. image:: {image}",
-        "   :alt: Bar charts of each scenario, one bar per implementation",
+        f"Versions: {_versions(rows)}.",
     ]
-    for loop in dict.fromkeys(r["loop"] for r in run["rows"]):
-        out += ["", f".. list-table:: On the {loop} loop", "   :header-rows: 1", ""]
-        lines = [HEADER, *table([r for r in run["rows"] if r["loop"] == loop], run["rows"])]
-        for line in lines:
-            out.append("   * - " + line[0])
-            # A lone "-" would start a bullet list in reStructuredText.
-            out.extend(
-                "     - " + (cell.replace("*", "\\*") if cell not in ("", "-") else "—") for cell in line[1:]
-            )
+    for key, scenario in SCENARIOS.items():
+        cells = [r for r in rows if r["key"] == key]
+        if not cells:
+            continue
+        better = "higher is better" if scenario.higher_is_better else "lower is better"
+        heading = f"{scenario.title} ({scenario.unit}, {better})"
+        out += ["", heading, "~" * len(heading), ""]
+        if chart_name is not None and any(r["value"] is not None for r in cells):
+            out += [
+                f".. image:: {images}/{chart_name(key)}",
+                f"   :alt: {scenario.title}: a bar per implementation and loop",
+                "",
+            ]
+        if key == "latency":
+            out += ["In each cell: p99 (p50, max) in µs, at the rate offered.", ""]
+        on = [loop for loop in loops if any(r["loop"] == loop for r in cells)]
+        out += [".. list-table::", "   :header-rows: 1", "", "   * - implementation"]
+        for loop in on:
+            out += [f"     - {loop}", "     - ×"]
+        for name in dict.fromkeys(r["name"] for r in cells):
+            out.append(f"   * - {_rst_cell(name)}")
+            for loop in on:
+                r = next((r for r in cells if r["name"] == name and r["loop"] == loop), None)
+                ratio = None if r is None else advantage(rows, r)
+                out.append("     - " + _rst_cell("" if r is None else cell_text(r)))
+                out.append("     - " + _rst_cell("" if ratio is None else f"{ratio:.2f}"))
     out += ["", "Goals (on the default asyncio loop):", ""]
     for g in run["goals"]:
         figure = "-" if g["measured"] is None else f"{g['measured']:.2f}"

@@ -155,3 +155,13 @@ def test_readme_first_example_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "teapot: 1001 TEAPOT!" in done.stdout
     assert re.findall(r"type=98, priority=0, payload=(\d)", done.stdout) == ["3", "2", "1"]
+
+
+def test_the_data_flow_picture_is_drawn_from_its_source() -> None:
+    """docs/_static/dataflow.svg is what docs/diagrams/dataflow.py draws: the two are committed together."""
+    import subprocess
+
+    script = EXAMPLES.parent / "diagrams" / "dataflow.py"
+    command = [sys.executable, str(script), "--check"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr

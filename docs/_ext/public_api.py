@@ -2,12 +2,16 @@
 
 Two jobs, both driven by the ``__all__`` of ``async_nexus`` and of each of its submodules:
 
-* ``source-read``: where ``api.rst`` has the comment ``.. public-api: remaining modules``, add an
-  ``automodule`` section for every public submodule that the page does not document by hand, so
-  a new module (a transport, the runner, a tracing module) appears without anyone editing the page.
+* ``source-read``: where ``api.rst`` (the index of the API reference) has the comment
+  ``.. public-api: remaining modules``, add an ``automodule`` section for every public submodule
+  that no page of the docs (``api/*.rst`` and the rest) documents by hand, so a new module (a
+  transport, the runner, a tracing module) appears without anyone editing the pages.
 * ``env-updated``: warn — an error under ``sphinx-build -W`` — for every public name that
   has no docstring, or that no directive of the build documents. Public methods and properties
   of public classes count too.
+
+A third, smaller one: ``missing-reference`` makes a link to a name the package re-exports
+(``:class:`~async_nexus.AsyncEventNexus```) point to where its module's page documents it.
 
 Optional dependencies (redis, pyzmq, opentelemetry, uvloop) may be missing where the docs are
 built; the modules that need them are imported under autodoc's mocks, as autodoc itself does.
@@ -20,6 +24,7 @@ import importlib
 import inspect
 import pkgutil
 import re
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -53,12 +58,26 @@ def _title(module: ModuleType) -> str:
     return f"``{module.__name__}``" + (f" — {first}" if first else "")
 
 
+def documented_by_hand(app: Sphinx) -> set[str]:
+    """The modules some page of the docs has an ``automodule`` directive for.
+
+    The pages are read from disk, not from the build, so the answer does not depend on the
+    order in which Sphinx reads them (the API reference is split over ``api/*.rst``).
+    """
+    listed: set[str] = set()
+    for page in Path(app.srcdir).rglob("*.rst"):
+        if any(part.startswith(("_", ".")) for part in page.relative_to(app.srcdir).parts):
+            continue  # _build, _static, _ext: not pages
+        listed.update(_AUTOMODULE.findall(page.read_text(encoding="utf-8")))
+    return listed
+
+
 def add_remaining_modules(app: Sphinx, docname: str, source: list[str]) -> None:
-    """Append an automodule section for each public module ``api.rst`` does not cover."""
+    """Append an automodule section for each public module no page covers by hand."""
     text = source[0]
     if MARKER not in text:
         return
-    listed = set(_AUTOMODULE.findall(text))
+    listed = documented_by_hand(app) | set(_AUTOMODULE.findall(text))
     sections = []
     for module in public_modules(app):
         if module.__name__ in listed or module.__name__ == PACKAGE or not getattr(module, "__all__", None):
@@ -174,8 +193,42 @@ def check(app: Sphinx, env: Any) -> list[str]:
     return []  # no documents to re-write
 
 
+def canonical_name(target: str) -> str | None:
+    """Where a name the package re-exports is documented: ``async_nexus.Event.id`` is
+    ``async_nexus.events.Event.id``. None when ``target`` is not such a name."""
+    parts = target.split(".")
+    if parts[0] != PACKAGE or len(parts) < 2:
+        return None
+    obj: Any = importlib.import_module(PACKAGE)
+    for i, part in enumerate(parts[1:], start=1):
+        obj = getattr(obj, part, None)
+        if obj is None or inspect.ismodule(obj):
+            if obj is None:
+                return None
+            continue
+        home = getattr(obj, "__module__", None)
+        if (inspect.isclass(obj) or inspect.isroutine(obj)) and home and home != ".".join(parts[:i]):
+            return ".".join([home, obj.__qualname__, *parts[i + 1 :]])
+        return None
+    return None
+
+
+def resolve_reexported(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:
+    """Make ``:class:`~async_nexus.Event``` link to the page of the module that defines it."""
+    if node.get("refdomain") != "py":
+        return None
+    canonical = canonical_name(node.get("reftarget", ""))
+    if canonical is None:
+        return None
+    domain = env.get_domain("py")
+    return domain.resolve_xref(
+        env, node["refdoc"], app.builder, node["reftype"], canonical, node, contnode
+    )
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
-    """Register the two event handlers."""
+    """Register the event handlers."""
     app.connect("source-read", add_remaining_modules)
     app.connect("env-updated", check)
+    app.connect("missing-reference", resolve_reexported)
     return {"version": "1", "parallel_read_safe": True}

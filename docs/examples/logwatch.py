@@ -1,19 +1,26 @@
-"""logwatch: follow a log file, count what it says, and raise alerts in a second domain.
+"""logwatch: follow a log file, count what it says, raise alerts.
 
-The program the tutorial (docs/tutorial.rst) builds step by step. Run it as a daemon::
+The program the tutorial (docs/tutorial.rst) builds step by step. The
+log file must exist before it starts (``touch /tmp/app.log``). Run it as
+a daemon::
 
-    LOGWATCH_FILE=/var/log/app.log python -m async_nexus run logwatch:build --app-dir docs/examples
+    export LOGWATCH_FILE=/tmp/app.log
+    python -m async_nexus run logwatch:build --app-dir docs/examples
 
-or directly, ``LOGWATCH_FILE=app.log python docs/examples/logwatch.py``. SIGINT or SIGTERM stops it
-gracefully. Settings come from the environment:
+or directly, ``LOGWATCH_FILE=/tmp/app.log python docs/examples/logwatch.py``.
+SIGINT or SIGTERM stops it gracefully. Settings come from the environment:
 
-* ``LOGWATCH_FILE`` (required): the file to follow; lines appended to it are read as they come.
+* ``LOGWATCH_FILE`` (required): the file to follow, which must exist;
+  lines appended to it are read as they come.
 * ``LOGWATCH_SUMMARY``: seconds between summaries (default 60).
-* ``LOGWATCH_ALERT_AFTER``: errors from one source that raise an alert (default 3).
+* ``LOGWATCH_ALERT_AFTER``: errors from one source that raise an alert
+  (default 3).
 
-A log line looks like ``ERROR db: connection refused``: a level, a source, a message.
+A log line looks like ``ERROR db: connection refused``: a level, a
+source, a message.
 """
 
+# -- the imports ---------------------------------------------------------
 from __future__ import annotations
 
 import asyncio
@@ -39,7 +46,7 @@ from async_nexus import (
 logger = logging.getLogger("logwatch")
 
 
-# -- step 1: the events -------------------------------------------------------------------
+# -- step 1: the events --------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,16 +59,23 @@ class LogRecord:
 
 
 class Alert(NamedEvent):
-    """Too many errors from one source. Payload: ``{"source": ..., "errors": ...}``."""
+    """Too many errors from one source.
+
+    Payload: ``{"source": ..., "errors": ...}``.
+    """
 
 
-UNPARSED = "unparsed"  # a line that is not "LEVEL source: message"; payload: the line
-SUMMARY = "summary"  # the timer's tick; payload: the tick count
+# A line that is not "LEVEL source: message"; payload: the line.
+UNPARSED = "unparsed"
+# The timer's tick; payload: the tick count.
+SUMMARY = "summary"
 
 
-# -- step 2: a converter that follows a file ------------------------------------------------
+# -- step 2: a converter that follows a file -----------------------------
 
-LINE = re.compile(r"^(?P<level>[A-Z]+)\s+(?P<source>[\w.-]+):\s*(?P<message>.*)$")
+LINE = re.compile(
+    r"^(?P<level>[A-Z]+)\s+(?P<source>[\w.-]+):\s*(?P<message>.*)$"
+)
 
 
 def parse(line: str, *, factory: EventFactory) -> Event:
@@ -70,15 +84,21 @@ def parse(line: str, *, factory: EventFactory) -> Event:
     if match is None:
         return factory.create_event(line, event_type=UNPARSED)
     record = LogRecord(**match.groupdict())
-    # Errors jump the queue: when lines pile up, they are handled before the chatter.
+    # Errors jump the queue: when lines pile up, they go before the chatter.
     priority = -1 if record.level == "ERROR" else 0
-    return factory.create_event(record, event_type=f"log.{record.level.lower()}", priority=priority)
+    return factory.create_event(
+        record,
+        event_type=f"log.{record.level.lower()}",
+        priority=priority,
+    )
 
 
 class LogFollower(EventConverter):
-    """Yields an event for every line of ``path``, then waits for more, like ``tail -f``."""
+    """Yields an event per line of ``path``, then waits for more: tail -f."""
 
-    def __init__(self, path: str, *, factory: EventFactory, poll: float = 0.1) -> None:
+    def __init__(
+        self, path: str, *, factory: EventFactory, poll: float = 0.1
+    ) -> None:
         self.path = path
         self.factory = factory
         self.poll = poll
@@ -89,7 +109,8 @@ class LogFollower(EventConverter):
             while True:
                 chunk = file.readline()
                 if not chunk:
-                    await asyncio.sleep(self.poll)  # at the end: wait for the file to grow
+                    # At the end: wait for the file to grow.
+                    await asyncio.sleep(self.poll)
                     continue
                 partial += chunk
                 if not partial.endswith("\n"):
@@ -98,21 +119,26 @@ class LogFollower(EventConverter):
                 yield parse(line, factory=self.factory)
 
 
-# -- step 3: a filter -----------------------------------------------------------------------
+# -- step 3: a filter ----------------------------------------------------
 
 
 def drop_noise(event: Event, queue: Any) -> bool:
     """Consume blank lines and health checks: nobody needs to see them."""
     if event.type == UNPARSED:
         return not event.payload.strip()
-    return isinstance(event.payload, LogRecord) and event.payload.message.startswith("healthcheck")
+    if not isinstance(event.payload, LogRecord):
+        return False
+    return event.payload.message.startswith("healthcheck")
 
 
-# -- step 4: handlers, and a secondary event -------------------------------------------------
+# -- step 4: handlers, and a secondary event -----------------------------
 
 
 class Watch:
-    """What logwatch knows: lines per level, errors per source. Its methods are handlers."""
+    """What logwatch knows: lines per level, errors per source.
+
+    Its methods are the handlers.
+    """
 
     def __init__(self, *, alert_after: int) -> None:
         self.alert_after = alert_after
@@ -124,34 +150,49 @@ class Watch:
         self.levels[event.payload.level] += 1
 
     def error(self, event: Event, queue: Any) -> Alert | None:
-        """Handler for ``log.error``: count it, and return an alert every ``alert_after`` errors."""
+        """Handler for ``log.error``: count it, and alert.
+
+        Every ``alert_after`` errors of one source, it returns an alert.
+        """
         self.count(event, queue)
         source = event.payload.source
         self.errors[source] += 1
         if self.errors[source] % self.alert_after == 0:
-            return Alert(event.id, {"source": source, "errors": self.errors[source]})
+            payload = {"source": source, "errors": self.errors[source]}
+            return Alert(event.id, payload)
         return None
 
     def unparsed(self, event: Event, queue: Any) -> None:
         """Default handler: whatever no other handler takes."""
-        logger.warning("cannot parse line %r; expected 'LEVEL source: message'", event.payload)
+        logger.warning(
+            "cannot parse line %r; expected 'LEVEL source: message'",
+            event.payload,
+        )
 
     def summary(self, event: Event, queue: Any) -> None:
         """Handler for the timer: one line with the counts so far."""
-        counts = ", ".join(f"{level}={n}" for level, n in sorted(self.levels.items())) or "nothing yet"
-        print(f"summary #{event.payload}: {counts}", flush=True)
+        counts = ", ".join(
+            f"{level}={n}" for level, n in sorted(self.levels.items())
+        )
+        print(
+            f"summary #{event.payload}: {counts or 'nothing yet'}", flush=True
+        )
 
 
-# -- step 5: the notifier, a second domain ---------------------------------------------------
+# -- step 5: the notifier, a second domain -------------------------------
 
 
 def build_notifier() -> AsyncEventNexus:
-    """The domain that tells people. Here it prints; a real one would post to a chat or send mail."""
+    """The domain that tells people.
+
+    Here it prints; a real one would post to a chat or send mail.
+    """
     notifier = AsyncEventNexus()
 
     @notifier.on(Alert)
     async def notify(event: Event, queue: Any) -> None:
-        print(f"ALERT {event.payload['source']}: {event.payload['errors']} errors", flush=True)
+        source, errors = event.payload["source"], event.payload["errors"]
+        print(f"ALERT {source}: {errors} errors", flush=True)
 
     return notifier
 
@@ -159,8 +200,9 @@ def build_notifier() -> AsyncEventNexus:
 class RunAlongside(EventProducer):
     """Runs another nexus for as long as the one it is registered with.
 
-    It starts ``other`` when the host nexus starts, and stops it gracefully after the host has
-    stopped and drained, so what the host sent across a boundary is still dispatched there.
+    It starts ``other`` when the host nexus starts, and stops it
+    gracefully after the host has stopped and drained, so what the host
+    sent across a boundary is still dispatched there.
     """
 
     def __init__(self, other: AsyncEventNexus) -> None:
@@ -177,21 +219,23 @@ class RunAlongside(EventProducer):
             await self._task
 
 
-# -- step 6: putting it together -------------------------------------------------------------
+# -- step 6: putting it together -----------------------------------------
 
 
 def build() -> AsyncEventNexus:
-    """The factory the runner calls: ``python -m async_nexus run logwatch:build``."""
+    """The factory the runner calls: ``python -m async_nexus run ...``."""
     path = os.environ.get("LOGWATCH_FILE")
     if not path:
-        raise SystemExit("logwatch: set LOGWATCH_FILE to the log file to follow")
-    watch = Watch(alert_after=int(os.environ.get("LOGWATCH_ALERT_AFTER", "3")))
+        raise SystemExit("logwatch: set LOGWATCH_FILE to the file to follow")
+    if not os.path.isfile(path):
+        raise SystemExit(f"logwatch: {path} does not exist; create it first")
+    alert_after = int(os.environ.get("LOGWATCH_ALERT_AFTER", "3"))
+    every = float(os.environ.get("LOGWATCH_SUMMARY", "60"))
+    watch = Watch(alert_after=alert_after)
 
     nexus = AsyncEventNexus()
     nexus.register(LogFollower(path, factory=nexus))
-    nexus.add_producer(
-        Timer(float(os.environ.get("LOGWATCH_SUMMARY", "60")), type=Timer.ONGOING, event_type=SUMMARY)
-    )
+    nexus.add_producer(Timer(every, type=Timer.ONGOING, event_type=SUMMARY))
     nexus.add_filter(drop_noise)
     nexus.add_handler("log.*", watch.count)
     nexus.add_handler("log.error", watch.error)
@@ -205,6 +249,8 @@ def build() -> AsyncEventNexus:
     nexus.add_producer(RunAlongside(notifier))
     return nexus
 
+
+# -- run it directly -----------------------------------------------------
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)

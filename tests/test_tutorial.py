@@ -1,0 +1,160 @@
+"""The tutorial runs when typed in from the page.
+
+The test reads ``docs/tutorial.rst`` the way a reader does: it takes the page's Python code
+blocks in page order (a ``literalinclude`` resolved by Sphinx's own reader, so exactly the text
+the page shows), joins them into one program and runs that program as a process of its own.
+A block captioned "Preview ..." shows code that a later step types in, and is left out, as the
+page tells the reader to do.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+PAGE = DOCS / "tutorial.rst"
+DIRECTIVE = re.compile(r"^\.\. (literalinclude|code-block|code|sourcecode)::\s*(.*)$")
+OPTION = re.compile(r"^\s+:([\w-]+):\s*(.*)$")
+
+
+def code_blocks(page: Path) -> list[tuple[str, str]]:
+    """``(caption, code)`` of each Python block of ``page``, in page order."""
+    from sphinx.config import Config
+    from sphinx.directives.code import LiteralIncludeReader
+
+    lines = page.read_text(encoding="utf-8").splitlines()
+    blocks: list[tuple[str, str]] = []
+    i = 0
+    while i < len(lines):
+        match = DIRECTIVE.match(lines[i])
+        i += 1
+        if match is None:
+            continue
+        kind, argument = match.groups()
+        options: dict[str, str] = {}
+        while i < len(lines) and (option := OPTION.match(lines[i])):
+            options[option.group(1)] = option.group(2)
+            i += 1
+        body: list[str] = []
+        while i < len(lines) and (not lines[i].strip() or lines[i].startswith(" ")):
+            body.append(lines[i])
+            i += 1
+        caption = options.get("caption", "")
+        if kind == "literalinclude":
+            if options.get("language", "python") != "python":
+                continue
+            reader_options: dict[str, object] = {
+                k: v for k, v in options.items() if k not in ("language", "caption")
+            }
+            if "dedent" in reader_options:
+                reader_options["dedent"] = int(str(reader_options["dedent"]))
+            text, _ = LiteralIncludeReader(page.parent / argument, reader_options, Config()).read()
+            blocks.append((caption, text))
+        elif argument.strip() in ("python", "python3", "py"):
+            indent = min(len(b) - len(b.lstrip()) for b in body if b.strip())
+            blocks.append((caption, "\n".join(b[indent:] for b in body).strip() + "\n"))
+    return blocks
+
+
+def tutorial_program() -> str:
+    """The tutorial's code blocks as the one program a reader ends up with."""
+    pytest.importorskip("sphinx")
+    parts = [code for caption, code in code_blocks(PAGE) if not caption.startswith("Preview")]
+    return "\n\n".join(part.rstrip("\n") for part in parts) + "\n"
+
+
+def test_the_page_shows_imports_logger_and_main_block() -> None:
+    """What a reader types in needs nothing the page does not show."""
+    program = tutorial_program()
+    tree = ast.parse(program)  # also: the blocks join into valid Python
+    imported = {
+        alias.asname or alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert {"asyncio", "logging", "os", "AsyncEventNexus", "Timer", "EventProducer"} <= imported
+    assert re.search(r"^logger = logging\.getLogger\(", program, re.MULTILINE)
+    assert 'if __name__ == "__main__":' in program
+    assert "class RunAlongside(EventProducer):" in program
+
+
+def test_every_python_line_of_the_page_fits_the_column() -> None:
+    """Code wider than the theme's code column (about 80 characters) is clipped on the page."""
+    pytest.importorskip("sphinx")
+    wide = [
+        line
+        for _, code in code_blocks(PAGE) + code_blocks(DOCS / "introduction.rst")
+        for line in code.splitlines()
+        if len(line) > 80
+    ]
+    assert wide == []
+
+
+def test_the_typed_in_program_runs_and_does_what_the_page_says(tmp_path: Path) -> None:
+    """The joined blocks run as a program: alerts, summaries, a graceful stop on SIGINT."""
+    program = tmp_path / "logwatch.py"
+    program.write_text(tutorial_program(), encoding="utf-8")
+    log = tmp_path / "app.log"
+    log.write_text("ERROR db: refused\nERROR db: refused\nINFO web: healthcheck ok\nERROR db: refused\n")
+    env = {
+        **os.environ,
+        "LOGWATCH_FILE": str(log),
+        "LOGWATCH_SUMMARY": "0.5",
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(program)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        seen: list[str] = []
+        deadline = time.monotonic() + 20
+        while not any(line.startswith("summary #") and "ERROR=3" in line for line in seen):
+            line = process.stdout.readline()
+            assert line, f"it ended early; printed {seen!r}; stderr: {process.stderr.read()}"
+            seen.append(line)
+            assert time.monotonic() < deadline, f"no summary with ERROR=3 yet; printed {seen!r}"
+        assert "ALERT db: 3 errors\n" in seen
+        with log.open("a") as file:  # appended while it runs: the follower picks it up
+            file.write("not a log line\n")
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "Error" not in err and "Traceback" not in err, err
+    assert "cannot parse line 'not a log line'" in err
+
+
+def test_the_program_refuses_a_log_file_that_does_not_exist(tmp_path: Path) -> None:
+    """The page says the file must exist first; the program says so too, instead of limping on."""
+    program = tmp_path / "logwatch.py"
+    program.write_text(tutorial_program(), encoding="utf-8")
+    missing = tmp_path / "missing.log"
+    done = subprocess.run(
+        [sys.executable, str(program)],
+        env={**os.environ, "LOGWATCH_FILE": str(missing)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode != 0
+    assert f"{missing} does not exist; create it first" in done.stderr
