@@ -16,6 +16,8 @@ from types import ModuleType
 
 import pytest
 
+from async_nexus import NexusGroup
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 
 
@@ -86,7 +88,9 @@ async def test_logwatch_alert_crosses_to_the_notifier(
     log = tmp_path / "app.log"
     log.write_text("ERROR db: refused\n\nnot a log line\nERROR db: refused\nERROR db: refused\n")
     monkeypatch.setenv("LOGWATCH_FILE", str(log))
-    nexus = logwatch.build()
+    domains = logwatch.build()
+    assert list(domains) == ["notifier", "logwatch"]  # a domain before the one that feeds it
+    nexus = domains["logwatch"]
     alert_seen = asyncio.Event()
 
     def spot_alert(event: object, queue: object) -> bool:
@@ -95,11 +99,12 @@ async def test_logwatch_alert_crosses_to_the_notifier(
         return False  # a filter that only looks: the event goes on
 
     nexus.add_filter(spot_alert)
-    task = nexus.start()
+    group = NexusGroup(*domains.values(), names=list(domains))
+    task = group.start()
     try:
         await asyncio.wait_for(alert_seen.wait(), 10)
     finally:
-        nexus.stop()
+        group.stop()
         await asyncio.wait_for(task, 10)
     # The notifier stopped after the watcher drained, so the alert was dispatched there.
     assert capsys.readouterr().out == "ALERT db: 3 errors\n"

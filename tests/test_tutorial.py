@@ -18,8 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGE = DOCS / "tutorial.rst"
 DIRECTIVE = re.compile(r"^\.\. (literalinclude|code-block|code|sourcecode)::\s*(.*)$")
@@ -67,7 +65,6 @@ def code_blocks(page: Path) -> list[tuple[str, str]]:
 
 def tutorial_program() -> str:
     """The tutorial's code blocks as the one program a reader ends up with."""
-    pytest.importorskip("sphinx")
     parts = [code for caption, code in code_blocks(PAGE) if not caption.startswith("Preview")]
     return "\n\n".join(part.rstrip("\n") for part in parts) + "\n"
 
@@ -82,15 +79,14 @@ def test_the_page_shows_imports_logger_and_main_block() -> None:
         if isinstance(node, (ast.Import, ast.ImportFrom))
         for alias in node.names
     }
-    assert {"asyncio", "logging", "os", "AsyncEventNexus", "Timer", "EventProducer"} <= imported
+    assert {"asyncio", "logging", "os", "AsyncEventNexus", "Timer", "run_all"} <= imported
     assert re.search(r"^logger = logging\.getLogger\(", program, re.MULTILINE)
     assert 'if __name__ == "__main__":' in program
-    assert "class RunAlongside(EventProducer):" in program
+    assert "run_all(*build().values())" in program
 
 
 def test_every_python_line_of_the_page_fits_the_column() -> None:
     """Code wider than the theme's code column (about 80 characters) is clipped on the page."""
-    pytest.importorskip("sphinx")
     wide = [
         line
         for _, code in code_blocks(PAGE) + code_blocks(DOCS / "introduction.rst")

@@ -38,9 +38,9 @@ from async_nexus import (
     Event,
     EventConverter,
     EventFactory,
-    EventProducer,
     NamedEvent,
     Timer,
+    run_all,
 )
 
 logger = logging.getLogger("logwatch")
@@ -197,33 +197,16 @@ def build_notifier() -> AsyncEventNexus:
     return notifier
 
 
-class RunAlongside(EventProducer):
-    """Runs another nexus for as long as the one it is registered with.
-
-    It starts ``other`` when the host nexus starts, and stops it
-    gracefully after the host has stopped and drained, so what the host
-    sent across a boundary is still dispatched there.
-    """
-
-    def __init__(self, other: AsyncEventNexus) -> None:
-        super().__init__()
-        self.other = other
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = self.other.start()
-
-    async def close(self) -> None:
-        self.other.stop()
-        if self._task is not None:
-            await self._task
-
-
 # -- step 6: putting it together -----------------------------------------
 
 
-def build() -> AsyncEventNexus:
-    """The factory the runner calls: ``python -m async_nexus run ...``."""
+def build() -> dict[str, AsyncEventNexus]:
+    """The factory the runner calls: ``python -m async_nexus run ...``.
+
+    It gives both domains, by name. The notifier comes first: a domain
+    comes before the domains that feed it, so it starts first and stops
+    last, after logwatch has drained and the last alert has crossed.
+    """
     path = os.environ.get("LOGWATCH_FILE")
     if not path:
         raise SystemExit("logwatch: set LOGWATCH_FILE to the file to follow")
@@ -246,12 +229,11 @@ def build() -> AsyncEventNexus:
     boundary = AsyncEventBoundary()
     nexus.add_handler(Alert, boundary)  # alerts leave this domain...
     notifier.add_producer(boundary)  # ...and arrive in the notifier's
-    nexus.add_producer(RunAlongside(notifier))
-    return nexus
+    return {"notifier": notifier, "logwatch": nexus}
 
 
 # -- run it directly -----------------------------------------------------
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    build().run()
+    run_all(*build().values())
