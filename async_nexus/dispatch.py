@@ -20,22 +20,18 @@ from collections.abc import Callable
 from heapq import heappop
 from typing import Any
 
-from .errors import BadCall, RunawayChain, UnhandledEvent
+from .errors import UnhandledEvent
 from .events import Event
-from .items import HANDLING, DispatchTracer, ErrorHook, HandlerQueue, Item, log_error, require_event
+from .items import HANDLING, DispatchTracer, ErrorHook, HandlerQueue, Item, log_error
 from .queue import EventQueue
-from .requests import Requests, answer_to
+from .requests import Requests
 from .routing import Route, Router
+from .secondary import emit, emit_result
 
 # Internal: the public face is AsyncEventNexus (see the module description).
 __all__: list[str] = []
 
 logger = logging.getLogger("async_nexus")
-
-# How far secondary events may overflow a bounded queue (at least): room for bursts, not
-# for a runaway.
-_OVERFLOW = 65536
-
 
 class Dispatcher:
     """The loop of one nexus, and what handlers reach while it runs them."""
@@ -304,50 +300,13 @@ class Dispatcher:
         return self.current
 
     def emit(self, event: Any) -> None:
-        """Queue a secondary event from a handler: past the bound, but not without limit."""
-        require_event(event, "a handler can only queue")
-        if self.refusing:
-            raise BadCall(f"secondary event {event.id!r} refused: the nexus has stopped")
-        current = self.handling()
-        depth = 1 if current is None else current.depth + 1
-        if depth > self.max_chain:
-            raise RunawayChain(
-                f"event {event.id!r} of type {event.type!r} would be the {depth}th secondary event "
-                f"in one chain (max_chain={self.max_chain}); a handler keeps emitting events that "
-                "lead back to itself"
-            )
-        queue = self.queue
-        if queue.maxsize and len(queue) >= queue.maxsize + max(queue.maxsize, _OVERFLOW):
-            raise RunawayChain(
-                f"secondary events overflow the queue ({len(queue)} queued, maxsize={queue.maxsize}); "
-                "handlers emit events much faster than they are dispatched"
-            )
-        if self.tracer is not None:
-            self.tracer.inject(event)
-        queue.put_forced(Item(event, depth), event.priority)
-        self.counts["secondary"] += 1
+        """Queue a secondary event from a handler (see :func:`~async_nexus.secondary.emit`)."""
+        emit(self, event)
 
     async def emit_result(self, result: Any, item: Item | None) -> None:
         """Queue what a handler of ``item`` returned; the answer, if ``item`` is a request."""
-        if inspect.isawaitable(result):
-            # A plain function that returned a coroutine: run it, as the user meant.
-            result = await result
-            if result is None:
-                return
-        if isinstance(result, Event):
-            events: Any = (result,)
-        elif isinstance(result, (list, tuple)):
-            events = result
-        else:
-            return
-        if item is not None and item.reply is not None:
-            # What the handler of a request returns is its answer, not a secondary event.
-            for answer in events:
-                require_event(answer, "the handler of a request can only answer with")
-                item.reply(answer_to(item.event, answer))
-            return
-        for event in events:
-            self.emit(event)
+        if result is not None:
+            await emit_result(self, result, item)
 
     # -- failures -----------------------------------------------------------------
 
