@@ -8,7 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ._common import IDS_PER_COMMAND, UNREACHABLE, Backoff, Fields, logger, stop_tasks, stream_entries
+from ._common import IDS_PER_COMMAND, UNREACHABLE, Backoff, Fields, logger, stop_tasks
 
 # An entry taken: its id, its fields, how many times the group has delivered it.
 Entry = tuple[bytes, Fields, int]
@@ -50,6 +50,8 @@ class Holdings:
         self._acked = asyncio.Event()
         self._room = asyncio.Event()
         self._acker: asyncio.Task[None] | None = None
+        # How often each entry found pending at the start of this run had been delivered.
+        self._redelivered: dict[bytes, int] = {}
         self.acknowledged = 0
 
     def __len__(self) -> int:
@@ -137,19 +139,23 @@ class Holdings:
             await self._acked.wait()
 
     async def keep_fresh_loop(self, interval: float) -> None:
-        # Claiming our own held entries resets their idle time, so other consumers (whose
-        # claim_idle counts from it) leave entries we are still dispatching alone, however
-        # long they wait in the nexus queue. A task of its own: the claimer may be held up by
-        # a full nexus queue, which is exactly when this matters.
+        # A task of its own: the claimer may be held up by a full nexus queue, which is
+        # exactly when this matters.
         while True:
             await asyncio.sleep(interval)
-            ids: list[Any] = list(self._ids)
             try:
-                for start in range(0, len(ids), IDS_PER_COMMAND):
-                    chunk = ids[start : start + IDS_PER_COMMAND]
-                    await self._client().xclaim(self.stream, self.group, self.consumer, 0, chunk, justid=True)
+                await self._keep_fresh()
             except UNREACHABLE as exc:
                 logger.debug("%s: keeping entries fresh failed: %s", self._what, exc)
+
+    async def _keep_fresh(self) -> None:
+        # Claiming our own held entries resets their idle time, so other consumers (whose
+        # claim_idle counts from it) leave entries we are still dispatching alone, however
+        # long they wait in the nexus queue. JUSTID: this is no delivery, it is not counted.
+        ids: list[Any] = list(self._ids)
+        for start in range(0, len(ids), IDS_PER_COMMAND):
+            chunk = ids[start : start + IDS_PER_COMMAND]
+            await self._client().xclaim(self.stream, self.group, self.consumer, 0, chunk, justid=True)
 
     async def deliveries(self, ids: list[bytes]) -> dict[bytes, int]:
         """How many times the group has delivered each of ``ids``."""
@@ -161,18 +167,60 @@ class Holdings:
         found = await pipe.execute()
         return {row["message_id"]: int(row["times_delivered"]) for rows in found for row in rows}
 
+    def begin_history(self) -> None:
+        """A new run of this consumer begins: what it finds pending is delivered again."""
+        self._redelivered.clear()
 
-    async def history(self, cursor: bytes, count: int, *, counted: bool) -> list[Entry]:
-        """Up to ``count`` of this consumer's pending entries after ``cursor``, with deliveries."""
-        response = await self._client().xreadgroup(
-            self.group, self.consumer, {self.stream: cursor}, count=count
+    async def history(self, cursor: str, count: int, *, again: bool) -> tuple[str | None, list[Entry]]:
+        """This consumer's own pending entries after ``cursor`` that it does not hold.
+
+        Returns the cursor to go on from (``None``: no more) and up to ``count`` entries; a
+        trimmed one has no fields. With ``again``, taking an entry counts as one more
+        delivery: an earlier run of this consumer had it. Without, the count stays: the
+        entry was read by this run, whose reply a lost connection swallowed.
+
+        ``XREADGROUP`` would count every re-read as a delivery, so that after a few lost
+        connections healthy entries would look like poison, to this consumer and to any
+        that claims them later. So the entries are listed (``XPENDING``) and fetched with
+        ``XCLAIM`` to ourselves, which sets the count we judge by (``RETRYCOUNT``).
+        """
+        # Listed past the entries held here, which a page may be full of after a lost connection.
+        rows: list[Any] = await self._client().xpending_range(
+            self.stream, self.group, cursor, "+", count + len(self._ids), consumername=self.consumer
         )
-        return await self._with_deliveries(stream_entries(response), counted)
+        if not rows:
+            self._redelivered.clear()
+            return None, []
+        wanted = []
+        for row in rows:
+            entry_id: bytes = row["message_id"]
+            cursor = "(" + entry_id.decode()
+            if entry_id in self._ids:
+                continue
+            deliveries = int(row["times_delivered"])
+            if again:  # counted once per run, however often a lost reply makes us ask
+                deliveries = self._redelivered.setdefault(entry_id, deliveries + 1)
+            wanted.append((entry_id, deliveries))
+            if len(wanted) == count:
+                break
+        pipe = self._client().pipeline(transaction=False)
+        for entry_id, deliveries in wanted:
+            pipe.xclaim(self.stream, self.group, self.consumer, 0, [entry_id], retrycount=deliveries)
+        found = await pipe.execute() if wanted else []
+        entries: list[Entry] = []
+        for (entry_id, deliveries), claimed in zip(wanted, found, strict=True):
+            # Gone from the stream: Redis 7 drops it from the group as well, 6.2 answers nil.
+            fields = claimed[0][1] if claimed and claimed[0][1] else {}
+            entries.append((entry_id, fields, deliveries))
+        return cursor, entries
 
     async def claim_all(
         self, min_idle: int, take: Callable[[bytes, Fields, int], Awaitable[None]], *, counted: bool
     ) -> None:
         """Claim the entries pending for ``min_idle`` ms or longer, and ``take`` each."""
+        # After a lost connection our own held entries may have gone idle too: the claim
+        # would take them again and count a delivery that is none.
+        await self._keep_fresh()
         cursor: bytes | str = "0-0"
         while True:
             room = self.room
@@ -189,6 +237,6 @@ class Holdings:
                 return
 
     async def _with_deliveries(self, entries: list[tuple[bytes, Fields]], counted: bool) -> list[Entry]:
-        ids = [entry_id for entry_id, fields in entries if fields and entry_id not in self._ids]
+        ids = [entry_id for entry_id, fields in entries if fields]
         deliveries = await self.deliveries(ids) if counted else {}
         return [(entry_id, fields, deliveries.get(entry_id, 1)) for entry_id, fields in entries]

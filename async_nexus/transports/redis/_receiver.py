@@ -258,15 +258,18 @@ class RedisStreamReceiver(EventProducer):
         backoff = Backoff(f"{self!r}: reading", *self._backoff)
         block_ms = max(1, int(self.block * 1000))
         # Own history first: what this consumer name read and did not acknowledge, at start
-        # and after a lost connection (a read whose reply was lost is pending under our name).
-        history: bytes | None = b"0"
+        # (delivered again) and after a lost connection (a read whose reply was lost is
+        # pending under our name: its first delivery).
+        history: str | None = "-"
+        again = True
+        self._held.begin_history()
         await self._create_group()
         while True:
             room = await self._held.wait_room()
             count = min(room, self.read_count)
             try:
                 if history is not None:
-                    entries = await self._held.history(history, count, counted=self._counted)
+                    history, entries = await self._held.history(history, count, again=again)
                 else:
                     response = await self._client().xreadgroup(
                         self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
@@ -276,20 +279,16 @@ class RedisStreamReceiver(EventProducer):
                 if "NOGROUP" in str(exc):  # the server lost its data, or someone destroyed the group
                     logger.warning("%r: group %r is gone; creating it again", self, self.group)
                     await self._create_group()
-                    history = b"0"
+                    history = "-"
                     continue
                 await backoff.failed(exc)
                 continue
             except UNREACHABLE as exc:
                 await backoff.failed(exc)
-                history = b"0"
+                if history is None:  # else the pass goes on where it was
+                    history, again = "-", False
                 continue
             backoff.succeeded()
-            if history is not None:
-                if not entries:
-                    history = None
-                    continue
-                history = entries[-1][0]
             for entry_id, fields, deliveries in entries:
                 await self._take(entry_id, fields, deliveries)
 
