@@ -1,12 +1,14 @@
-"""What counts as a delivery of a Redis stream entry.
+"""What counts as a delivery of a Redis stream entry, and entries lost from the stream while pending.
 
-Against a redis-server process of each test's own: connections are cut and writes paused.
+Against real redis-server processes: one of the test's own where connections are cut and writes
+paused, the shared one (``REDIS_URL``) otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -18,7 +20,7 @@ from support import Collector, Hook
 
 from async_nexus import AsyncEventNexus, Event
 from async_nexus.codec import EventCodec
-from async_nexus.transports.redis import RedisStreamReceiver
+from async_nexus.transports.redis import DeadLetteredEntry, RedisStreamReceiver, TrimmedEntry
 
 TOTAL = 20
 CUTS = 12  # more than max_deliveries (10 by default) lost connections
@@ -30,6 +32,19 @@ def server() -> Iterator[RedisServer]:
     server = RedisServer().start()
     try:
         yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def shared_url() -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    server = RedisServer().start()
+    try:
+        yield server.url
     finally:
         server.close()
 
@@ -175,6 +190,45 @@ async def test_a_consumer_restarted_after_lost_connections_dead_letters_no_healt
     assert sorted(event.id for event in collector.events) == list(range(TOTAL))
     assert [type(error) for error, _ in hook.calls] == []
     assert await admin.xlen(f"{stream}:dead") == 0
+
+
+# -- entries trimmed while pending ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("taken_by", ["its own consumer", "a claim"])
+async def test_an_entry_trimmed_while_pending_is_reported_with_its_id(
+    shared_url: str, stream: str, taken_by: str
+) -> None:
+    client = aioredis.from_url(shared_url)
+    try:
+        ids = await add_events(client, stream, 5)
+        await client.xgroup_create(stream, "g", id="0")
+        await client.xreadgroup("g", "crashed", {stream: ">"})  # read, then the consumer died
+        await client.xtrim(stream, maxlen=2, approximate=False)  # entries 0, 1 and 2 are gone
+        hook, collector = Hook(), Collector()
+        if taken_by == "a claim":
+            options: dict[str, Any] = {"consumer": "rescuer", "claim_idle": 0.001, "claim_interval": 0.05}
+        else:
+            options = {"consumer": "crashed", "claim_idle": 600}
+        taker = RedisStreamReceiver(shared_url, stream, group="g", **options)
+        async with AsyncEventNexus() as nexus:
+            nexus.on_error(hook)
+            nexus.add_handler(-1, collector)
+            nexus.add_producer(taker)
+            await collector.wait(2, timeout=10)
+            await until(lambda: len(hook.calls) == 3)
+        assert [event.id for event in collector.events] == [3, 4]
+        assert all(subject is taker for _, subject in hook.calls)
+        errors = [error for error, _ in hook.calls]
+        assert all(isinstance(error, TrimmedEntry) for error in errors)
+        assert not any(isinstance(error, DeadLetteredEntry) for error in errors)
+        assert [error.entry_id for error in errors] == ids[:3]
+        assert all(error.stream == stream and error.group == "g" for error in errors)
+        assert ids[0].decode() in str(errors[0]) and "trimmed" in str(errors[0])
+        assert (await client.xpending(stream, "g"))["pending"] == 0
+    finally:
+        await client.delete(stream, f"{stream}:dead")
+        await client.aclose()
 
 
 async def test_its_own_claims_after_a_stall_count_no_delivery_of_what_a_receiver_holds(

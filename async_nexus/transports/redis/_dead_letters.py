@@ -1,4 +1,4 @@
-"""Dead letters: entries moved to the dead-letter stream instead of being dispatched, and why."""
+"""Entries not dispatched: dead letters moved to the dead-letter stream, and entries lost from the stream."""
 
 from __future__ import annotations
 
@@ -71,6 +71,31 @@ class UndeliverableEntry(DeadLetteredEntry):
         )
         self.deliveries = deliveries
         self._moved(stream, entry_id, fields, dead_letter_stream)
+
+
+class TrimmedEntry(AsyncNexusError):
+    """A pending entry that was gone from the stream when its consumer took it up again.
+
+    The stream was trimmed (``maxlen``, ``XTRIM``) or the entry deleted (``XDEL``) after it
+    had been read and before it was acknowledged, so its event is lost: there is nothing
+    to dispatch or to dead-letter. The receiver acknowledges what the group still holds of
+    it and reports this to the error hook of the receiving nexus (the subject is the
+    receiver). A ``maxlen`` long enough for the backlog of the slowest group avoids it.
+
+    :ivar stream: the stream the entry was read from.
+    :ivar entry_id: its id there.
+    :ivar group: the consumer group it was pending in.
+    """
+
+    def __init__(self, stream: str, entry_id: bytes, group: str) -> None:
+        entry = entry_id.decode("ascii", "replace")
+        super().__init__(
+            f"entry {entry} of stream {stream!r} was trimmed from the stream while pending in "
+            f"group {group!r}, before it was acknowledged; its event is lost"
+        )
+        self.stream = stream
+        self.entry_id = entry_id
+        self.group = group
 
 
 class DeadLetters:

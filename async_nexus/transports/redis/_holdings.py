@@ -217,7 +217,10 @@ class Holdings:
     async def claim_all(
         self, min_idle: int, take: Callable[[bytes, Fields, int], Awaitable[None]], *, counted: bool
     ) -> None:
-        """Claim the entries pending for ``min_idle`` ms or longer, and ``take`` each."""
+        """Claim the entries pending for ``min_idle`` ms or longer, and ``take`` each.
+
+        An entry found trimmed from the stream is taken with no fields.
+        """
         # After a lost connection our own held entries may have gone idle too: the claim
         # would take them again and count a delivery that is none.
         await self._keep_fresh()
@@ -233,6 +236,9 @@ class Holdings:
             claimed = [(i, fields) for i, fields in response[1] if i is not None and i not in self._ids]
             for entry_id, fields, deliveries in await self._with_deliveries(claimed, counted):
                 await take(entry_id, fields, deliveries)
+            # Redis 7 lists the entries it found trimmed, and has already dropped them.
+            for entry_id in response[2] if len(response) > 2 else ():
+                await take(entry_id, {}, 0)
             if cursor in (b"0-0", "0-0"):
                 return
 

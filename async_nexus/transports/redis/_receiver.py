@@ -26,7 +26,7 @@ from ._common import (
     stop_tasks,
     stream_entries,
 )
-from ._dead_letters import DeadLetteredEntry, DeadLetters
+from ._dead_letters import DeadLetteredEntry, DeadLetters, TrimmedEntry
 from ._holdings import Holdings
 from ._writer import StreamWriter
 
@@ -301,8 +301,9 @@ class RedisStreamReceiver(EventProducer):
         """Dispatch one entry read or claimed, unless it is already being dispatched here."""
         if entry_id in self._held:
             return
-        if not fields:  # trimmed from the stream while it was pending: nothing to deliver
+        if not fields:  # trimmed from the stream while it was pending: its event is lost
             self._held.acknowledge(entry_id)
+            await self.report(TrimmedEntry(self.stream, entry_id, self.group))
             return
         event = await self._dead.screen(entry_id, fields, deliveries, self.max_deliveries, self.codec)
         if isinstance(event, DeadLetteredEntry):
@@ -344,7 +345,7 @@ class RedisStreamReceiver(EventProducer):
             await asyncio.sleep(self.claim_interval)
 
     async def _take_claimed(self, entry_id: bytes, fields: Fields, deliveries: int) -> None:
-        self.claimed += 1
+        self.claimed += 1 if fields else 0
         await self._take(entry_id, fields, deliveries)
 
     async def _keep_fresh_loop(self) -> None:
