@@ -63,9 +63,13 @@ class RedisStreamReceiver(EventProducer):
 
     **Poison entries.** An entry that takes its consumer down with it (a handler that
     crashes the process, say) would be claimed and delivered again for ever. When an entry
-    is delivered again (its consumer's history, or a claim), the receiver asks Redis how
-    often the group has delivered it. Past ``max_deliveries`` it is dead-lettered as above,
-    and reported as :class:`UndeliverableEntry`.
+    is delivered again (a claim, or its consumer's history after a restart), the receiver
+    asks Redis how often the group has delivered it. Past ``max_deliveries`` it is
+    dead-lettered as above, and reported as :class:`UndeliverableEntry`. Taking up its own
+    entries again after a lost connection is no delivery, and is not counted.
+
+    **Trimmed entries**, gone from the stream while pending, are acknowledged and reported
+    as :class:`TrimmedEntry`.
 
     **Requests.** An event with ``correlation-id`` and ``reply-to`` headers is distributed
     with a reply route: an answer given by its handler is written to the stream named by
