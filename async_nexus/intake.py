@@ -15,7 +15,7 @@ import enum
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
-from .consumers import as_callable
+from .consumers import HandlerLike, as_callable
 from .dispatch import Dispatcher
 from .errors import BadCall, LoopStopped
 from .events import Event, EventFactory
@@ -25,7 +25,7 @@ from .lanes import Lane, check_concurrency
 from .policy import check_timeout, with_timeout
 from .queue import EventQueue
 from .requests import Requests
-from .routing import Router
+from .routing import Router, TypeSpec
 from .sources import EventProducer, EventSource, SimpleEventConverter, wrong_source
 from .watchdog import Watchdog
 
@@ -161,8 +161,8 @@ class NexusIntake(EventFactory):
 
     def add_handler(
         self,
-        event_type: Any,
-        handler: Any,
+        event_type: TypeSpec,
+        handler: HandlerLike,
         *,
         concurrency: int = 1,
         key: Callable[[Event], Hashable] | None = None,
@@ -201,11 +201,11 @@ class NexusIntake(EventFactory):
             runner = (Lane(self._dispatcher, handler, function, is_async, limit=concurrency, key=key), None)
         self._router.add_handler(event_type, handler, runner)
 
-    def remove_handler(self, event_type: Any, handler: Any) -> None:
+    def remove_handler(self, event_type: TypeSpec, handler: HandlerLike) -> None:
         """Undo :meth:`add_handler`; concurrent handlers in flight finish their events."""
         self._router.remove_handler(event_type, handler)
 
-    def add_filter(self, filter: Any) -> None:
+    def add_filter(self, filter: HandlerLike) -> None:
         """Run ``filter(event, queue)`` on every event, in registration order, before routing.
 
         A true result consumes the event: nothing after it sees the event. Filters run in
@@ -213,13 +213,13 @@ class NexusIntake(EventFactory):
         """
         self._router.add_filter(filter)
 
-    def remove_filter(self, filter: Any) -> None:
+    def remove_filter(self, filter: HandlerLike) -> None:
         """Undo :meth:`add_filter`."""
         self._router.remove_filter(filter)
 
     def on(
         self,
-        event_type: Any,
+        event_type: TypeSpec,
         *,
         concurrency: int = 1,
         key: Callable[[Event], Hashable] | None = None,
