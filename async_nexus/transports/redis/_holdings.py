@@ -233,6 +233,7 @@ class Holdings:
                 self.stream, self.group, self.consumer, min_idle, start_id=cursor, count=room
             )
             cursor = response[0]
+            await self._uncount([i for i, _ in response[1] if i in self._ids])
             claimed = [(i, fields) for i, fields in response[1] if i is not None and i not in self._ids]
             for entry_id, fields, deliveries in await self._with_deliveries(claimed, counted):
                 await take(entry_id, fields, deliveries)
@@ -241,6 +242,20 @@ class Holdings:
                 await take(entry_id, {}, 0)
             if cursor in (b"0-0", "0-0"):
                 return
+
+    async def _uncount(self, held: list[bytes]) -> None:
+        # A stall (a paused or slow server) can let entries we hold go idle between the
+        # refresh and the claim; the claim then counted a delivery that is none. Undo it.
+        if not held:
+            return
+        counts = await self.deliveries(held)
+        pipe = self._client().pipeline(transaction=False)
+        for entry_id, count in counts.items():
+            pipe.xclaim(
+                self.stream, self.group, self.consumer, 0, [entry_id], retrycount=max(count - 1, 1),
+                justid=True,
+            )
+        await pipe.execute()
 
     async def _with_deliveries(self, entries: list[tuple[bytes, Fields]], counted: bool) -> list[Entry]:
         ids = [entry_id for entry_id, fields in entries if fields]
