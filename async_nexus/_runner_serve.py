@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._runner_target import TargetError, UsageError, build_nexuses
+from ._tasks import stop_signals
 from .domains import NexusGroup
 from .nexus import AsyncEventNexus, NexusState
 
@@ -144,7 +145,6 @@ def _instrument(nexuses: dict[str, AsyncEventNexus]) -> None:
 
 
 async def _run_until_signalled(nexuses: dict[str, AsyncEventNexus], *, name: str) -> int:
-    loop = asyncio.get_running_loop()
     group = NexusGroup(*nexuses.values(), names=list(nexuses))
     task = group.start()
     received: list[signal.Signals] = []
@@ -172,17 +172,13 @@ async def _run_until_signalled(nexuses: dict[str, AsyncEventNexus], *, name: str
             )
             task.cancel()
 
-    installed = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(signum, on_signal, signum)
-            installed.append(signum)
-        except (NotImplementedError, RuntimeError):  # not the main thread, or not supported here
-            pass
-    listed = f"; nexuses {', '.join(nexuses)}" if several else ""
-    logger.info("running %s (pid %d%s); SIGINT or SIGTERM stops it gracefully", name, os.getpid(), listed)
     try:
-        await task
+        with stop_signals(on_signal):
+            listed = f"; nexuses {', '.join(nexuses)}" if several else ""
+            logger.info(
+                "running %s (pid %d%s); SIGINT or SIGTERM stops it gracefully", name, os.getpid(), listed
+            )
+            await task
     except asyncio.CancelledError:
         if len(received) < 2:
             raise  # we were cancelled from outside: not ours to turn into an exit code
@@ -190,9 +186,6 @@ async def _run_until_signalled(nexuses: dict[str, AsyncEventNexus], *, name: str
     except Exception:
         logger.exception("the nexus loop failed; exiting with %d", EXIT_FAILED)
         return EXIT_FAILED
-    finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
     for label, nexus in nexuses.items():
         stats = nexus.stats()
         if several:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from heapq import heappop
 from typing import Any
 
+from ._tasks import cancel_and_wait
 from .errors import UnhandledEvent
 from .events import Event
 from .items import HANDLING, DispatchTracer, ErrorHook, HandlerQueue, Item, log_error
@@ -183,7 +184,7 @@ class Dispatcher:
                         if is_async:
                             result = await result
                         if result is not None:
-                            await self.emit_result(result, current)
+                            await emit_result(self, result, current)
                     except Exception as exc:
                         await report(exc, event)
                 elif route.handlers:
@@ -226,7 +227,7 @@ class Dispatcher:
                 if is_async:
                     result = await result
                 if result is not None:
-                    await self.emit_result(result, item)
+                    await emit_result(self, result, item)
             except Exception as exc:
                 await self.report(exc, event)
         return item
@@ -283,12 +284,7 @@ class Dispatcher:
 
     async def cancel_lanes(self) -> int:
         """Cancel the concurrent handlers still running (a hard stop); how many there were."""
-        tasks = list(self.tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        return len(tasks)
+        return await cancel_and_wait(self.tasks)
 
     # -- what handlers reach ------------------------------------------------------
 
@@ -302,11 +298,6 @@ class Dispatcher:
     def emit(self, event: Any) -> None:
         """Queue a secondary event from a handler (see :func:`~async_nexus.secondary.emit`)."""
         emit(self, event)
-
-    async def emit_result(self, result: Any, item: Item | None) -> None:
-        """Queue what a handler of ``item`` returned; the answer, if ``item`` is a request."""
-        if result is not None:
-            await emit_result(self, result, item)
 
     # -- failures -----------------------------------------------------------------
 

@@ -32,6 +32,7 @@ import logging
 import signal
 from collections.abc import Sequence
 
+from ._tasks import stop_signals
 from .errors import BadCall, LoopAlreadyStarted, LoopStopped
 from .nexus import AsyncEventNexus, NexusState
 
@@ -194,11 +195,10 @@ class NexusGroup:
         asyncio.run(self._run_until_signalled())
 
     async def _run_until_signalled(self) -> None:
-        loop = asyncio.get_running_loop()
         task = self.start()
         signals = 0
 
-        def on_signal() -> None:
+        def on_signal(signum: signal.Signals) -> None:
             nonlocal signals
             signals += 1
             if signals == 1:
@@ -206,18 +206,8 @@ class NexusGroup:
             else:
                 task.cancel()
 
-        installed = []
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(signum, on_signal)
-                installed.append(signum)
-            except (NotImplementedError, RuntimeError):  # not the main thread, or not supported here
-                pass
-        try:
+        with stop_signals(on_signal):
             await task
-        finally:
-            for signum in installed:
-                loop.remove_signal_handler(signum)
 
 
 def run_all(*nexuses: AsyncEventNexus) -> None:

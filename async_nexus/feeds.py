@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from ._tasks import cancel_and_wait
 from .errors import BadCall, DecodeError, LoopStopped, MultipleStart, NoMoreEvents
 from .sources import (
     EventProducer,
@@ -108,11 +109,7 @@ class Feeds:
 
     async def stop_all(self) -> None:
         """Cancel the sources' tasks and wait until they are gone."""
-        tasks = list(self.tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(self.tasks)
 
     async def _pump(self, converter: SimpleEventConverter) -> None:
         try:

@@ -23,6 +23,7 @@ from .errors import BadCall
 from .events import Event
 from .items import HANDLING, Item
 from .routing import Route
+from .secondary import emit_result
 
 # Internal: the public face is AsyncEventNexus (see the module description).
 __all__: list[str] = []
@@ -112,7 +113,7 @@ class Lane:
             if self.is_async:
                 result = await result
             if result is not None:
-                await dispatcher.emit_result(result, item)
+                await emit_result(dispatcher, result, item)
         except Exception as exc:
             span = item.span[1] if item is not None and item.span is not None else None
             await dispatcher.report_for(exc, event, item, span)

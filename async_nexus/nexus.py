@@ -13,6 +13,7 @@ import signal
 import time
 from typing import Any
 
+from ._tasks import stop_signals
 from .consumers import close_consumers
 from .errors import BadCall, InvalidLoopState, LoopAlreadyStarted, LoopStopped
 from .events import Event
@@ -360,25 +361,14 @@ class AsyncEventNexus(NexusIntake):
         asyncio.run(self._run_until_signalled())
 
     async def _run_until_signalled(self) -> None:
-        loop = asyncio.get_running_loop()
         task = self.start()
 
-        def on_signal() -> None:
+        def on_signal(signum: signal.Signals) -> None:
             if self._dispatcher.stop_requested:
                 task.cancel()
             else:
                 self.stop()
 
-        installed = []
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(signum, on_signal)
-                installed.append(signum)
-            except (NotImplementedError, RuntimeError):
-                pass
-        try:
+        with stop_signals(on_signal):
             await task
-        finally:
-            for signum in installed:
-                loop.remove_signal_handler(signum)
 
