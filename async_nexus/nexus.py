@@ -17,7 +17,7 @@ from ._tasks import stop_signals
 from .consumers import close_consumers
 from .errors import BadCall, InvalidLoopState, LoopAlreadyStarted, LoopStopped
 from .events import Event
-from .intake import NexusIntake
+from .registry import NexusRegistry
 from .intake import NexusState as NexusState  # where code imports it from
 from .items import HANDLING, URGENT, Item, require_event
 from .items import DispatchTracer as DispatchTracer  # where 2.0 code imports them from
@@ -32,7 +32,7 @@ logger = logging.getLogger("async_nexus")
 _RUNNING = (NexusState.STARTING, NexusState.LOOPING, NexusState.STOPPING)
 
 
-class AsyncEventNexus(NexusIntake):
+class AsyncEventNexus(NexusRegistry):
     """The hub: sources feed it events, its loop routes each one to filters and handlers.
 
     :param multiple: allow several handlers per type (they all run, in registration
