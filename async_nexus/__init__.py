@@ -13,6 +13,8 @@ from .consumers import (
 from .domains import NexusGroup, run_all
 from .events import Event, EventFactory, EventTypeID, NamedEvent, NamedEventTypeVar
 from .nexus import AsyncEventNexus, NexusState
+from .policy import Retry, current_attempt
+from .schedule import ScheduledEvent
 from .sources import EventConverter, EventProducer, EventSource, SimpleEventConverter
 from .timers import Timer
 
@@ -36,9 +38,12 @@ __all__ = [
     "NamedEventTypeVar",
     "NexusGroup",
     "NexusState",
+    "Retry",
+    "ScheduledEvent",
     "SimpleEventConverter",
     "Timer",
     "create_handler_coro",
+    "current_attempt",
     "errors",
     "run_all",
     "__version__",

@@ -14,7 +14,6 @@ holds its event.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Callable
 from heapq import heappop
@@ -23,10 +22,12 @@ from typing import Any
 from ._tasks import cancel_and_wait
 from .errors import UnhandledEvent
 from .events import Event
-from .items import HANDLING, DispatchTracer, ErrorHook, HandlerQueue, Item, log_error
+from .items import ATTEMPT, HANDLING, DispatchTracer, ErrorHook, HandlerQueue, Item, log_error
+from .outcomes import Outcomes
 from .queue import EventQueue
 from .requests import Requests
 from .routing import Route, Router
+from .schedule import Scheduler
 from .secondary import emit, emit_result
 
 # Internal: the public face is AsyncEventNexus (see the module description).
@@ -34,7 +35,7 @@ __all__: list[str] = []
 
 logger = logging.getLogger("async_nexus")
 
-class Dispatcher:
+class Dispatcher(Outcomes):
     """The loop of one nexus, and what handlers reach while it runs them."""
 
     # Slots: the loop reads these attributes for every event.
@@ -43,23 +44,16 @@ class Dispatcher:
         "router",
         "requests",
         "handler_queue",
-        "error_hook",
-        "fail_fast",
-        "failure",
         "max_chain",
-        "on_halt",
-        "stop_requested",
-        "halted",
-        "interrupt",
         "refusing",
         "waiting",
         "current",
         "span",
         "tracer",
         "joiners",
-        "counts",
         "tasks",
         "busy",
+        "scheduler",
         "_nudge",
     )
 
@@ -93,6 +87,8 @@ class Dispatcher:
         #: The tasks of concurrent handlers, and how many of them still hold an event.
         self.tasks: set[asyncio.Task[None]] = set()
         self.busy = 0
+        self.scheduler = Scheduler()
+        self.dead_letter: Callable[[Event, BaseException], Any] | None = None
         self._nudge: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
@@ -102,7 +98,7 @@ class Dispatcher:
         router = self.router
         routes = router.routes
         handler_queue = self.handler_queue
-        report = self.report
+        report, fail = self.report, self.fail
         requests = self.requests.waiters
         tracer = self.tracer
         span = None
@@ -141,6 +137,10 @@ class Dispatcher:
             if event.__class__ is Item:  # an event with more to it than the event
                 self.current = current = event
                 event = current.event
+                if current.target is not None:  # a retry, for one registration only
+                    await self._retry(current)
+                    current = None
+                    continue
             event_type = event.type
             try:
                 route = routes[event_type]
@@ -186,12 +186,12 @@ class Dispatcher:
                         if result is not None:
                             await emit_result(self, result, current)
                     except Exception as exc:
-                        await report(exc, event)
+                        await fail(exc, event)
                 elif route.handlers:
                     current = await self._run_each(route, event, current)
                 else:
                     route.unhandled += 1
-                    await report(
+                    await fail(
                         UnhandledEvent(
                             f"no handler for event type {event.type!r} (event id {event.id!r}) and "
                             f"no default handler; register one with add_handler({event.type!r}, h) "
@@ -229,8 +229,55 @@ class Dispatcher:
                 if result is not None:
                     await emit_result(self, result, item)
             except Exception as exc:
-                await self.report(exc, event)
+                await self.fail(exc, event)
         return item
+
+    async def _retry(self, item: Item) -> None:
+        """Run the retry ``item`` through the one registration it is for."""
+        function: Any
+        function, is_async = item.target  # type: ignore[misc]
+        event = item.event
+        if is_async is None and function.held >= function.limit:  # a full lane: as in run()
+            self.queue.put_back(item, event.priority)
+            self.current = None
+            await self._wait()
+            return
+        token = ATTEMPT.set(item.attempt)  # the lane's task copies it, with the context
+        try:
+            if is_async is None:
+                function(event, item, self.router.route(event.type))
+            else:
+                result = function(event, self.handler_queue)
+                if is_async:
+                    result = await result
+                if result is not None:
+                    await emit_result(self, result, item)
+        except Exception as exc:
+            await self.fail(exc, event)
+        finally:
+            ATTEMPT.reset(token)
+        await self.release(item)
+
+    def retry_later(self, event: Event, target: tuple[Callable[..., Any], bool | None], delay: float) -> None:
+        """Give ``event`` to ``target`` again in ``delay`` seconds, as its next attempt.
+
+        The item handled now (if any) stays held until the retry is over, so what follows
+        its dispatch (an acknowledgement, an answer) follows the retry's outcome.
+        """
+        origin = self.handling()
+        retry = Item(event)
+        if origin is not None:
+            origin.holders += 1
+            retry.depth, retry.reply, retry.waiter = origin.depth, origin.reply, origin.waiter
+        retry.target, retry.attempt, retry.origin = target, ATTEMPT.get() + 1, origin
+        self.busy += 1  # join() and a graceful stop wait for it
+
+        def due() -> None:
+            self.busy -= 1
+            self.queue.put_forced(retry, event.priority)
+            self.nudge()
+
+        self.scheduler.retry_later(delay, due)
 
     async def release(self, item: Item) -> None:
         """One holder (the loop or a lane) is done with ``item``; the last one finishes it."""
@@ -239,12 +286,21 @@ class Dispatcher:
         item.holders -= 1
         if item.holders:
             return
+        origin, failure = item.origin, item.failure
+        if origin is not None:  # a retry is over: so is its hold on the item it retried
+            if failure is not None and origin.failure is None:
+                origin.failure = failure
+            await self.release(origin)
+            return
         if item.span is not None:
             tracer, span = item.span
             tracer.end(span)
         if item.done is not None:
             try:
-                item.done(item.event)
+                if failure is not None and item.dead is not None:
+                    item.dead(item.event, *failure)
+                else:
+                    item.done(item.event)
             except Exception as exc:
                 await self.notify(exc, item.done)
 
@@ -298,38 +354,3 @@ class Dispatcher:
     def emit(self, event: Any) -> None:
         """Queue a secondary event from a handler (see :func:`~async_nexus.secondary.emit`)."""
         emit(self, event)
-
-    # -- failures -----------------------------------------------------------------
-
-    async def report(self, exc: BaseException, subject: Any) -> None:
-        """Report a failure in the loop's dispatch of ``subject`` (or of a source)."""
-        await self.report_for(exc, subject, self.current, self.span)
-
-    async def report_for(self, exc: BaseException, subject: Any, item: Item | None, span: Any) -> None:
-        """Report a failure in the handling of ``item`` (its ``span``, if traced)."""
-        if isinstance(subject, Event) and not isinstance(exc, UnhandledEvent):
-            self.router.route(subject.type).failed += 1
-        if span is not None and self.tracer is not None:
-            self.tracer.failed(span, exc)
-        if item is not None and item.waiter is not None and subject is item.event:
-            if not item.waiter.done():
-                item.waiter.set_exception(exc)  # request() raises it at once
-        await self.notify(exc, subject)
-
-    async def notify(self, exc: BaseException, subject: Any) -> None:
-        """Count ``exc``, stop if ``fail_fast``, and call the error hook."""
-        self.counts["errors"] += 1
-        if self.fail_fast:
-            if self.failure is None:
-                self.failure = exc
-            self.halted = self.interrupt = self.stop_requested = True
-            self.on_halt()
-            self.nudge()
-        try:
-            result = self.error_hook(exc, subject)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            logger.exception("async_nexus: the error hook raised while reporting %r", exc)
-
-

@@ -12,6 +12,7 @@ events scheduled for later (:mod:`~async_nexus.schedule`) and the sources' tasks
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import enum
 from collections.abc import Callable
 from typing import Any
@@ -20,10 +21,11 @@ from .dispatch import Dispatcher
 from .errors import BadCall, LoopStopped
 from .events import Event, EventFactory
 from .feeds import Feeds
-from .items import DispatchTracer, Item, ReplyRoute, require_event
+from .items import DeadLetterRoute, DispatchTracer, Item, ReplyRoute, require_event
 from .queue import EventQueue
 from .requests import Requests
 from .routing import Router
+from .schedule import ScheduledEvent
 from .sources import EventProducer, EventSource
 from .watchdog import Watchdog
 
@@ -190,12 +192,66 @@ class NexusIntake(EventFactory):
             self._tracer.inject(event)
         self._queue.put_nowait(event, event.priority)
 
+    def ingest_later(self, delay: float, event: Event) -> ScheduledEvent:
+        """Queue ``event`` in ``delay`` seconds, on the event loop's clock; returns at once.
+
+        The returned :class:`~async_nexus.ScheduledEvent` can :meth:`~async_nexus.ScheduledEvent.cancel`
+        it until then. When it is due, the event is queued past the queue's bound (it was
+        accepted already) and dispatched as any other. ``stats()["scheduled"]`` counts
+        events not due yet; a graceful stop does not wait for them, and logs how many there were.
+
+        :raises LoopStopped: the nexus was stopped.
+        :raises BadCall: ``delay`` is not a number >= 0, or no event loop runs (call it from
+            a coroutine or a handler).
+        :raises NotAnEvent: ``event`` is not an :class:`~async_nexus.Event`.
+        """
+        if not isinstance(delay, (int, float)) or isinstance(delay, bool) or not delay >= 0:
+            raise BadCall(f"ingest_later() takes a delay in seconds >= 0, got {delay!r}")
+        return self._schedule(delay, event, "ingest_later()")
+
+    def ingest_at(self, when: dt.datetime, event: Event) -> ScheduledEvent:
+        """Queue ``event`` at ``when``, an aware :class:`~datetime.datetime`; as :meth:`ingest_later`.
+
+        A time in the past queues it at once. The wait is measured on the event loop's
+        clock from now, so a change of the system clock afterwards does not move it.
+
+        :raises BadCall: ``when`` is not an aware ``datetime`` (give it a ``tzinfo``:
+            ``datetime.now(timezone.utc) + timedelta(...)``), or no event loop runs.
+        """
+        if not isinstance(when, dt.datetime) or when.utcoffset() is None:
+            raise BadCall(
+                f"ingest_at() takes an aware datetime (with a tzinfo, such as "
+                f"datetime.now(timezone.utc) + timedelta(minutes=5)), got {when!r}"
+            )
+        delay = (when - dt.datetime.now(dt.timezone.utc)).total_seconds()
+        return self._schedule(max(0.0, delay), event, "ingest_at()")
+
+    def _schedule(self, delay: float, event: Event, call: str) -> ScheduledEvent:
+        if not self._accepting:
+            raise self._refusal(f"{call} refused")
+        require_event(event, f"{call} takes")
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise BadCall(
+                f"{call} needs a running event loop, whose clock it schedules on; call it from a "
+                "coroutine, a handler or a source"
+            ) from None
+        if self._tracer is not None:
+            self._tracer.inject(event)
+        return self._dispatcher.scheduler.event_at(loop.time() + delay, event, self._queue_due)
+
+    def _queue_due(self, event: Event) -> None:
+        self._queue.put_forced(event, event.priority)
+        self._dispatcher.nudge()
+
     async def _ingest_from_source(
         self,
         event: Event,
         reply: ReplyRoute | None = None,
         done: Callable[[Event], object] | None = None,
         source: EventSource | None = None,
+        dead: DeadLetterRoute | None = None,
     ) -> None:
         # Sources may deliver until they are closed, even after stop(): what they obtained
         # before they were stopped is dispatched, not dropped.
@@ -204,7 +260,10 @@ class NexusIntake(EventFactory):
         require_event(event, "a source must produce")
         if self._requests.waiters and self._answered(event, done, source):
             return
-        item = event if reply is None and done is None else Item(event, 0, reply, done)
+        item: Event | Item = event
+        if reply is not None or done is not None:
+            item = Item(event, 0, reply, done)
+            item.dead = dead
         try:
             await self._queue.put(item, event.priority)
         except asyncio.CancelledError:

@@ -15,7 +15,7 @@ from .errors import BadCall, NotAnEvent, UnhandledEvent
 from .events import Event
 from .queue import EventQueue
 
-__all__ = ["DispatchTracer", "ErrorHook", "ReplyRoute"]
+__all__ = ["DeadLetterRoute", "DispatchTracer", "ErrorHook", "ReplyRoute"]
 
 logger = logging.getLogger("async_nexus")
 
@@ -23,6 +23,8 @@ logger = logging.getLogger("async_nexus")
 ErrorHook = Callable[[BaseException, Any], Any]
 #: Where the answers to a request go: ``route(answer)``.
 ReplyRoute = Callable[[Event], object]
+#: Where an event goes whose handling finally failed: ``route(event, exception, attempts)``.
+DeadLetterRoute = Callable[[Event, BaseException, int], object]
 
 #: The queue priority of a request made from a concurrent handler: ahead of every event,
 #: so the answer its caller waits for never queues behind events that wait for the caller.
@@ -59,9 +61,18 @@ class Item:
     ``waiter``: the future of this nexus's own request, failed if handling it fails here.
     ``holders``: the loop and the lanes still handling it. ``span``: its tracer and span
     while concurrent handlers hold it. ``urgent``: a request from a concurrent handler.
+
+    When handling it finally failed, ``failure`` holds the exception and the attempts made,
+    and ``dead(event, exception, attempts)``, if given, is called instead of ``done``: a
+    transport moves its entry to the dead letters. A retry is an item of its own:
+    ``target`` is the one registration (its runner) it goes to, ``attempt`` its number, and
+    ``origin`` the item it holds until it is over.
     """
 
-    __slots__ = ("event", "depth", "reply", "done", "waiter", "holders", "span", "urgent")
+    __slots__ = (
+        "event", "depth", "reply", "done", "waiter", "holders", "span", "urgent",
+        "dead", "failure", "target", "attempt", "origin",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -75,7 +86,15 @@ class Item:
         self.holders = 1
         self.span: tuple[DispatchTracer, Any] | None = None
         self.urgent = False
+        self.dead: DeadLetterRoute | None = None
+        self.failure: tuple[BaseException, int] | None = None
+        self.target: tuple[Callable[..., Any], bool | None] | None = None
+        self.attempt = 1
+        self.origin: Item | None = None
 
+
+#: Which attempt at its event the running handler makes: 1, then 2, ... under ``retry=``.
+ATTEMPT: contextvars.ContextVar[int] = contextvars.ContextVar("async_nexus_attempt", default=1)
 
 #: In the task of a concurrent handler: its dispatcher and the item it handles (``None``
 #: for a bare event).

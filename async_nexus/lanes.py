@@ -116,7 +116,7 @@ class Lane:
                 await emit_result(dispatcher, result, item)
         except Exception as exc:
             span = item.span[1] if item is not None and item.span is not None else None
-            await dispatcher.report_for(exc, event, item, span)
+            await dispatcher.fail_for(exc, event, item, span)
         # Only when the handler ran to its end: an event whose handler was cancelled (a
         # hard stop) was not handled, so nothing that follows a dispatch (an ack) happens.
         if item is not None:

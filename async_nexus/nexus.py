@@ -186,6 +186,7 @@ class AsyncEventNexus(NexusRegistry):
             await self._shut_down()
         except asyncio.CancelledError:
             dispatcher.halted = dispatcher.interrupt = True
+            dispatcher.scheduler.cancel_all()
             await self._feeds.stop_all()
             await dispatcher.cancel_lanes()
             await self._feeds.close_all()
@@ -255,6 +256,7 @@ class AsyncEventNexus(NexusRegistry):
             deadline.cancel()
         self._sources_open = False
         left = len(self._queue)
+        later, retries = dispatcher.scheduler.cancel_all()
         cut = await dispatcher.cancel_lanes()
         # Consumers holding buffers (a sender's) write them out, in what is left of the time.
         await close_consumers(self._router.consumers(), deadline.when() - loop.time(), dispatcher.notify)
@@ -265,6 +267,13 @@ class AsyncEventNexus(NexusRegistry):
                 self._drain_timeout,
                 left,
                 cut,
+            )
+        if later or retries:
+            logger.warning(
+                "async_nexus: stopped with %d events scheduled for later (ingest_later/ingest_at) "
+                "not yet due and %d events waiting for a retry; they were not dispatched",
+                later,
+                retries,
             )
         await self._feeds.close_all()
 
@@ -280,7 +289,9 @@ class AsyncEventNexus(NexusRegistry):
         ``ingested`` (accepted into the queue, secondary events included), ``dispatched``,
         ``filtered``, ``unhandled``, ``failed`` (events whose handling raised), ``errors``
         (every report to the error hook, sources' included), ``in_flight`` (events being
-        handled by concurrent handlers now), ``queued`` and its ``high_water`` mark,
+        handled by concurrent handlers now), ``scheduled`` (events from
+        :meth:`ingest_later` and :meth:`ingest_at` not due yet), ``retrying`` (events
+        waiting for a retry), ``queued`` and its ``high_water`` mark,
         ``uptime`` (seconds the loop has run), ``by_type`` (the per-event counts for each
         type) and ``by_source`` (events accepted from each source, by its
         :attr:`~async_nexus.EventSource.name`; ``"ingest()"`` for direct calls,
@@ -310,6 +321,8 @@ class AsyncEventNexus(NexusRegistry):
             "ingested": ingested,
             **totals,
             "errors": counts["errors"],
+            "scheduled": len(self._dispatcher.scheduler.events),
+            "retrying": self._dispatcher.scheduler.retrying,
             "queued": len(self._queue),
             "high_water": self._queue.high_water,
             "uptime": uptime,

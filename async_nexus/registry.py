@@ -15,7 +15,7 @@ from .consumers import HandlerLike, as_callable
 from .events import Event
 from .intake import NexusIntake, NexusState
 from .lanes import Lane, check_concurrency
-from .policy import check_timeout, with_timeout
+from .policy import Retry, check_retry, check_timeout, with_retry, with_timeout
 from .routing import TypeSpec
 from .sources import EventProducer, EventSource, SimpleEventConverter, wrong_source
 
@@ -39,6 +39,7 @@ class NexusRegistry(NexusIntake):
         concurrency: int = 1,
         key: Callable[[Event], Hashable] | None = None,
         timeout: float | None = None,
+        retry: Retry | None = None,
     ) -> None:
         """Route events of ``event_type`` to ``handler``.
 
@@ -61,16 +62,30 @@ class NexusRegistry(NexusIntake):
         :param timeout: seconds an ``async`` handler may take per event; one that runs
             longer is cancelled and fails with :class:`~async_nexus.errors.HandlerTimeout`.
         :raises BadCall: ``concurrency`` is not an int >= 1, ``key`` is not callable, or
-            ``timeout`` is not a positive number for an ``async`` handler.
+            ``timeout`` is not a positive number for an ``async`` handler, or ``retry``
+            is not a :class:`~async_nexus.Retry`.
+        :param retry: call the handler again when it fails, after a backoff (see
+            :class:`~async_nexus.Retry`); the wait holds neither the loop nor other events,
+            except later events of the same ``key``, which keep their order. Only the final
+            failure reaches the error hook and makes the event a dead letter.
         """
         check_concurrency(concurrency, key)
         function, is_async = as_callable(handler, "handler")
         check_timeout(timeout, is_async, handler)
+        check_retry(retry)
         if timeout is not None:
             function = with_timeout(function, timeout, handler)
+        target = None
+        if retry is not None:
+            in_place = key is not None  # a keyed lane: later events of the key wait behind it
+            function, is_async, target = with_retry(
+                function, is_async, retry, handler, self._dispatcher, in_place=in_place
+            )
         runner: tuple[Callable[..., Any], bool | None] = (function, is_async)
         if concurrency > 1:
             runner = (Lane(self._dispatcher, handler, function, is_async, limit=concurrency, key=key), None)
+        if target is not None:
+            target.append(runner)  # where this registration's retries go
         self._router.add_handler(event_type, handler, runner)
 
     def remove_handler(self, event_type: TypeSpec, handler: HandlerLike) -> None:
@@ -96,6 +111,7 @@ class NexusRegistry(NexusIntake):
         concurrency: int = 1,
         key: Callable[[Event], Hashable] | None = None,
         timeout: float | None = None,
+        retry: Retry | None = None,
     ) -> Callable[[F], F]:
         """Decorator form of :meth:`add_handler`; returns the function unchanged.
 
@@ -106,9 +122,12 @@ class NexusRegistry(NexusIntake):
         ...     print("teapot", event.id)
         """
         check_concurrency(concurrency, key)
+        check_retry(retry)
 
         def register(handler: F) -> F:
-            self.add_handler(event_type, handler, concurrency=concurrency, key=key, timeout=timeout)
+            self.add_handler(
+                event_type, handler, concurrency=concurrency, key=key, timeout=timeout, retry=retry
+            )
             return handler
 
         return register
@@ -126,6 +145,20 @@ class NexusRegistry(NexusIntake):
         """
         as_callable(callback, "error hook", called_as="hook(exception, subject)")
         self._dispatcher.error_hook = callback
+        return callback
+
+    def on_dead_letter(self, callback: F) -> F:
+        """Call ``callback(event, exception)`` for each event whose handling finally failed.
+
+        An event is a *dead letter* when a handler failed on it for the last time (after
+        its retries, if it has ``retry=``; at once without) or when no handler took it
+        (:class:`~async_nexus.errors.UnhandledEvent`). The callback may be sync or async
+        and runs after the error hook; usable as a decorator. A filter that raises does not
+        make a dead letter: the event goes on to the handlers. With ``multiple=True``, each
+        registration that finally fails on an event makes one call.
+        """
+        as_callable(callback, "dead-letter hook", called_as="hook(event, exception)")
+        self._dispatcher.dead_letter = callback
         return callback
 
     def add_converter(self, converter: SimpleEventConverter) -> None:

@@ -44,8 +44,10 @@ class SourceTarget(Protocol):
         reply: Callable[[Event], object] | None = None,
         done: Callable[[Event], object] | None = None,
         source: EventSource | None = None,
+        dead: Callable[[Event, BaseException, int], object] | None = None,
     ) -> None:
-        """Queue ``event`` from ``source``, waiting for room; ``done(event)`` once dispatched."""
+        """Queue ``event`` from ``source``, waiting for room; ``done(event)`` once handled,
+        ``dead(event, exception, attempts)`` instead once its handling finally failed."""
 
     def _accept_forced(
         self, event: Event, reply: Callable[[Event], object] | None = None, source: EventSource | None = None
@@ -271,6 +273,7 @@ class EventProducer(EventSource):
         *,
         on_dispatched: Callable[[Event], object] | None = None,
         reply: Callable[[Event], object] | None = None,
+        on_dead_letter: Callable[[Event, BaseException, int], object] | None = None,
     ) -> int:
         """Ingest ``event`` into every registered nexus, waiting where a queue is full.
 
@@ -281,8 +284,12 @@ class EventProducer(EventSource):
         event has been dispatched (handled, filtered, or its failure reported) in every
         nexus that took it; never when it was not dispatched (refused,
         cut off by the drain timeout, or lost to a hard stop), which is what lets a
-        transport acknowledge only what was really delivered. ``reply(answer)`` is where
-        answers go when the event is a request (see :meth:`AsyncEventNexus.request`).
+        transport acknowledge only what was really delivered. With ``on_dead_letter``, an
+        event whose handling finally failed in a nexus (after its retries; or that no
+        handler took) calls ``on_dead_letter(event, exception, attempts)`` instead, once,
+        when every nexus is done with it: the transport moves it to its dead letters.
+        ``reply(answer)`` is where answers go when the event is a request (see
+        :meth:`AsyncEventNexus.request`).
 
         :raises MisconfiguredEventProducer: when no nexus is registered.
         """
@@ -292,16 +299,17 @@ class EventProducer(EventSource):
                 f"{self!r} distributed an event but is registered with no nexus; "
                 "add it with nexus.add_producer() first"
             )
-        done = on_dispatched
+        done, dead = on_dispatched, on_dead_letter
         countdown = None
         if on_dispatched is not None and len(nexuses) > 1:
-            countdown = done = _Countdown(on_dispatched)
+            countdown = _Countdown(on_dispatched, on_dead_letter)
+            done, dead = countdown, countdown.failed
         accepted = 0
         for nexus in nexuses:
             if countdown is not None:
                 countdown.pending += 1
             try:
-                await nexus._ingest_from_source(event, reply, done, self)
+                await nexus._ingest_from_source(event, reply, done, self, dead)
             except LoopStopped:
                 if countdown is not None:
                     countdown.pending -= 1
@@ -348,15 +356,27 @@ class _NexusSet(Set[Any]):
 
 
 class _Countdown:
-    """Calls ``callback`` once every nexus that took an event has dispatched it."""
+    """Calls ``callback`` once every nexus that took an event is done with it; ``dead``
+    instead if it failed in one of them."""
 
-    __slots__ = ("callback", "pending")
+    __slots__ = ("callback", "dead", "pending", "failure")
 
-    def __init__(self, callback: Callable[[Event], object]) -> None:
-        self.callback = callback
+    def __init__(
+        self, callback: Callable[[Event], object], dead: Callable[[Event, BaseException, int], object] | None
+    ) -> None:
+        self.callback, self.dead = callback, dead
         self.pending = 1  # the guard, released when distribution is over
+        self.failure: tuple[BaseException, int] | None = None
+
+    def failed(self, event: Event, exc: BaseException, attempts: int) -> None:
+        if self.failure is None:
+            self.failure = (exc, attempts)
+        self(event)
 
     def __call__(self, event: Event) -> None:
         self.pending -= 1
         if not self.pending:
-            self.callback(event)
+            if self.failure is not None and self.dead is not None:
+                self.dead(event, *self.failure)
+            else:
+                self.callback(event)
