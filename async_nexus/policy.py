@@ -136,7 +136,7 @@ def with_retry(
     runner in, where a retry is sent (it exists only once the registration is built).
     """
     target: list[tuple[Callable[..., Any], bool | None]] = []
-    name = _describe(handler)
+    name = getattr(handler, "__qualname__", None) or _describe(handler)
 
     def retried(exc: Exception, event: Any) -> float | None:
         """The wait before the next attempt, or None if this failure is final."""
