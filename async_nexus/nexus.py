@@ -17,12 +17,12 @@ from ._tasks import stop_signals
 from .consumers import close_consumers
 from .errors import BadCall, InvalidLoopState, LoopAlreadyStarted, LoopStopped
 from .events import Event
-from .registry import NexusRegistry
 from .intake import NexusState as NexusState  # where code imports it from
 from .items import HANDLING, URGENT, Item, require_event
 from .items import DispatchTracer as DispatchTracer  # where 2.0 code imports them from
 from .items import ErrorHook as ErrorHook
 from .items import ReplyRoute as ReplyRoute
+from .registry import NexusRegistry
 from .requests import answer_to, timed_out
 
 __all__ = ["AsyncEventNexus"]

@@ -79,7 +79,8 @@ class Retry:
     def __post_init__(self) -> None:
         if not isinstance(self.attempts, int) or isinstance(self.attempts, bool) or self.attempts < 1:
             raise ValueError(
-                f"Retry(attempts=) counts every call, the first one included: an int >= 1, got {self.attempts!r}"
+                "Retry(attempts=) counts every call, the first one included: an int >= 1, "
+                f"got {self.attempts!r}"
             )
         for name in ("backoff", "max_backoff"):
             value = getattr(self, name)

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,32 +34,6 @@ from async_nexus.transports.redis import (
 
 ROOT = Path(__file__).resolve().parent.parent
 RECEIVER_PROCESS = ROOT / "tests" / "redis_receiver_process.py"
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    """The shared server of .ci/run (REDIS_URL), or one of our own."""
-    url = os.environ.get("REDIS_URL")
-    if url:
-        yield url
-        return
-    server = RedisServer().start()
-    try:
-        yield server.url
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def stream() -> str:
-    return f"test:{uuid.uuid4().hex}"
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    connection = aioredis.from_url(redis_url)
-    yield connection
-    await connection.aclose()
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -375,7 +349,7 @@ async def test_garbage_is_dead_lettered_acknowledged_reported_and_reading_goes_o
     assert await pending_count(client, stream, group) == 0
 
 
-async def test_an_event_whose_handler_fails_is_reported_and_acknowledged(
+async def test_an_event_whose_handler_fails_is_reported_and_dead_lettered(
     redis_url: str, stream: str, client: aioredis.Redis
 ) -> None:
     hook, collector = Hook(), Collector()
@@ -395,7 +369,9 @@ async def test_an_event_whose_handler_fails_is_reported_and_acknowledged(
         await collector.wait(2, timeout=10)
     await sender.close()
     assert [(str(exc), subject.id) for exc, subject in hook.calls] == [("cannot handle 1", 1)]
-    # Dispatched (its failure reported) counts as delivered: nothing is left pending.
+    # Handled, or moved to the dead letters with the reason (acknowledged with the move).
+    (dead,) = await client.xrange(f"{stream}:dead")
+    assert dead[1][b"message"] == b"cannot handle 1"
     assert await pending_count(client, stream, "g") == 0
 
 

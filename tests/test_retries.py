@@ -94,9 +94,9 @@ async def test_the_backoff_doubles_on_the_loop_clock_and_is_capped() -> None:
         await nexus.ingest(Event(1, "job"))
         await asyncio.wait_for(flaky.done.wait(), 5)
     times = [at for _, _, at in flaky.calls]
-    gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
     # Waits of 0.02, 0.04, then 0.05 twice (capped); the loop never calls back early.
-    for gap, wait in zip(gaps, [0.02, 0.04, 0.05, 0.05]):
+    for gap, wait in zip(gaps, [0.02, 0.04, 0.05, 0.05], strict=True):
         assert gap >= wait - 1e-3, gaps
     assert len(gaps) == 4
 

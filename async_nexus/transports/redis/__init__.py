@@ -15,7 +15,7 @@ Lost connections are retried with exponential backoff and logged to the
 """
 
 from ._common import EVENT_FIELD as _EVENT_FIELD
-from ._dead_letters import DeadLetteredEntry, MalformedEntry, TrimmedEntry, UndeliverableEntry
+from ._dead_letters import DeadLetteredEntry, MalformedEntry, StuckEntry, TrimmedEntry, UndeliverableEntry
 from ._receiver import RedisStreamReceiver
 from ._sender import RedisStreamSender
 
@@ -25,6 +25,7 @@ __all__ = [
     "MalformedEntry",
     "RedisStreamReceiver",
     "RedisStreamSender",
+    "StuckEntry",
     "TrimmedEntry",
     "UndeliverableEntry",
 ]

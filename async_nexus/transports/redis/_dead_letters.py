@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
@@ -9,7 +10,7 @@ import redis.asyncio as aioredis
 from ...codec import EventCodec
 from ...errors import AsyncNexusError, DecodeError
 from ...events import Event
-from ._common import EVENT_FIELD, UNREACHABLE, Backoff, Fields
+from ._common import EVENT_FIELD, UNREACHABLE, Backoff, Fields, logger
 
 
 class DeadLetteredEntry(AsyncNexusError):
@@ -98,6 +99,31 @@ class TrimmedEntry(AsyncNexusError):
         self.group = group
 
 
+class StuckEntry(AsyncNexusError):
+    """An entry held by its receiver for longer than ``stuck_after`` seconds, not yet acknowledged.
+
+    Its handler has not finished: it may hang. The receiver keeps the entry fresh while it
+    holds it, so no other consumer takes it over; reported once per entry, to the error
+    hook of the receiving nexus (the subject is the receiver). A handler with
+    ``timeout=`` is cut off instead, and its entry follows the outcome.
+
+    :ivar stream: the stream the entry was read from.
+    :ivar entry_id: its id there.
+    :ivar seconds: how long it had been held.
+    """
+
+    def __init__(self, stream: str, entry_id: bytes, seconds: float) -> None:
+        entry = entry_id.decode("ascii", "replace")
+        super().__init__(
+            f"entry {entry} of stream {stream!r} has been held for {seconds:.0f}s and its "
+            "handling has not finished; a handler may hang. Give the handler timeout= to cut "
+            "it off, or raise stuck_after if it is just slow"
+        )
+        self.stream = stream
+        self.entry_id = entry_id
+        self.seconds = seconds
+
+
 class DeadLetters:
     """Moves entries of one stream and group to the dead-letter stream, retrying until done.
 
@@ -115,8 +141,11 @@ class DeadLetters:
         dead_letter_stream: str,
         backoff: tuple[float, float],
         what: str,
+        on_moved: Callable[[bytes], None],
     ) -> None:
         self._client = client
+        self._on_moved = on_moved
+        self._moving: set[asyncio.Task[None]] = set()
         self.stream = stream
         self.group = group
         self.consumer = consumer
@@ -124,13 +153,60 @@ class DeadLetters:
         self._backoff = backoff
         self._what = what
 
-    async def move(self, entry_id: bytes, fields: Fields, reason: str) -> None:
+    def handling_failed(
+        self, entry_id: bytes, fields: Fields, event: Event, exc: BaseException, attempts: int
+    ) -> None:
+        """The handling of an entry's event finally failed: move it to the dead letters.
+
+        The record says why: ``exception`` (its class), ``message``, ``attempts``, and a
+        ``reason`` that sums them up. The move runs in a task of its own (this is called
+        where the nexus finishes an event); :meth:`close` waits for it.
+        """
+        kind = type(exc)
+        plural = "" if attempts == 1 else "s"
+        extra = {
+            b"exception": f"{kind.__module__}.{kind.__qualname__}",
+            b"message": str(exc),
+            b"attempts": str(attempts),
+        }
+        reason = f"handling failed after {attempts} attempt{plural}: {kind.__qualname__}: {exc}"
+        task = asyncio.create_task(self._move_failed(entry_id, fields, reason, extra))
+        self._moving.add(task)
+        task.add_done_callback(self._moving.discard)
+
+    async def _move_failed(
+        self, entry_id: bytes, fields: Fields, reason: str, extra: dict[bytes, str]
+    ) -> None:
+        await self.move(entry_id, fields, reason, extra)
+        self._on_moved(entry_id)
+
+    async def close(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for the moves under way; those cut off stay pending, to be redelivered."""
+        if not self._moving:
+            return
+        _, late = await asyncio.wait(set(self._moving), timeout=max(timeout, 0.001))
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+            logger.warning(
+                "%s: closed with %d failed entries not yet moved to %r; they stay pending and will be "
+                "delivered again",
+                self._what,
+                len(late),
+                self.dead_letter_stream,
+            )
+
+    async def move(
+        self, entry_id: bytes, fields: Fields, reason: str, extra: dict[bytes, str] | None = None
+    ) -> None:
         record: dict[bytes, bytes | str] = {
             b"reason": reason,
             b"stream": self.stream,
             b"id": entry_id,
             b"group": self.group,
             b"consumer": self.consumer,
+            **(extra or {}),
         }
         for name, value in fields.items():
             record[b"field:" + name] = value

@@ -44,7 +44,9 @@ class Holdings:
         self._backoff = backoff
         self._what = what
         self._before_ack = before_ack
-        self._ids: set[bytes] = set()
+        #: The entries held, and the loop time each was taken at.
+        self._ids: dict[bytes, float] = {}
+        self._stuck_reported: set[bytes] = set()
         self._acks: list[bytes] = []
         self._acks_waiting = asyncio.Event()
         self._acked = asyncio.Event()
@@ -65,12 +67,25 @@ class Holdings:
         return self.limit - len(self._ids)
 
     def take(self, entry_id: bytes) -> None:
-        self._ids.add(entry_id)
+        self._ids[entry_id] = asyncio.get_running_loop().time()
 
     def give_back(self, entry_id: bytes) -> None:
-        """Forget an entry taken but not dispatched: it stays pending, for redelivery."""
-        self._ids.discard(entry_id)
+        """Forget an entry: one taken but not dispatched stays pending, for redelivery; one
+        moved to the dead letters was acknowledged with the move."""
+        self._ids.pop(entry_id, None)
+        self._stuck_reported.discard(entry_id)
         self._room.set()
+
+    def stuck(self, seconds: float) -> list[tuple[bytes, float]]:
+        """Entries held for ``seconds`` or longer and not yet reported, and how long each was held."""
+        now = asyncio.get_running_loop().time()
+        found = [
+            (entry_id, now - taken)
+            for entry_id, taken in self._ids.items()
+            if now - taken >= seconds and entry_id not in self._stuck_reported
+        ]
+        self._stuck_reported.update(entry_id for entry_id, _ in found)
+        return found
 
     def acknowledge(self, entry_id: bytes) -> None:
         """Queue ``entry_id`` for a batched ``XACK``."""
@@ -109,6 +124,7 @@ class Holdings:
             )
         self._acks.clear()
         self._ids.clear()
+        self._stuck_reported.clear()
 
     async def _ack_loop(self) -> None:
         backoff = Backoff(f"{self._what}: acknowledging", *self._backoff)
@@ -127,7 +143,9 @@ class Holdings:
                 continue
             backoff.succeeded()
             del acks[: len(ids)]
-            self._ids.difference_update(ids)
+            for entry_id in ids:
+                self._ids.pop(entry_id, None)
+                self._stuck_reported.discard(entry_id)
             self.acknowledged += len(ids)
             self._room.set()
             if not acks:
@@ -138,11 +156,12 @@ class Holdings:
             self._acked.clear()
             await self._acked.wait()
 
-    async def keep_fresh_loop(self, interval: float) -> None:
+    async def keep_fresh_loop(self, interval: float, look_for_stuck: Callable[[], Awaitable[None]]) -> None:
         # A task of its own: the claimer may be held up by a full nexus queue, which is
         # exactly when this matters.
         while True:
             await asyncio.sleep(interval)
+            await look_for_stuck()
             try:
                 await self._keep_fresh()
             except UNREACHABLE as exc:

@@ -26,7 +26,7 @@ from ._common import (
     stop_tasks,
     stream_entries,
 )
-from ._dead_letters import DeadLetteredEntry, DeadLetters, TrimmedEntry
+from ._dead_letters import DeadLetteredEntry, DeadLetters, StuckEntry, TrimmedEntry
 from ._holdings import Holdings
 from ._writer import StreamWriter
 
@@ -48,8 +48,11 @@ class RedisStreamReceiver(EventProducer):
     names a group of its own instead.
 
     **At least once.** An entry is acknowledged (``XACK``, batched) only after its event
-    has been dispatched in every nexus that took it, and after any answers its handlers
-    gave have been written. At start the receiver dispatches again what its consumer name
+    has been handled in every nexus that took it, and after any answers its handlers gave
+    have been written. An event whose handling finally failed (after its handler's
+    retries; or that no handler took) is a dead letter: its entry is moved to
+    ``dead_letter_stream`` with the fields ``exception``, ``message``, ``attempts`` and
+    ``reason``, and acknowledged with the move. At start the receiver dispatches again what its consumer name
     had read without acknowledging, and every ``claim_interval`` it claims
     (``XAUTOCLAIM``) entries that another consumer left pending for longer than
     ``claim_idle`` seconds and dispatches them. So an entry a crashed receiver had read is
@@ -69,7 +72,8 @@ class RedisStreamReceiver(EventProducer):
     entries again after a lost connection is no delivery, and is not counted.
 
     **Trimmed entries**, gone from the stream while pending, are acknowledged and reported
-    as :class:`TrimmedEntry`.
+    as :class:`TrimmedEntry`. An entry held longer than ``stuck_after`` is reported once as
+    :class:`StuckEntry`: its handler may hang.
 
     **Requests.** An event with ``correlation-id`` and ``reply-to`` headers is distributed
     with a reply route: an answer given by its handler is written to the stream named by
@@ -97,6 +101,7 @@ class RedisStreamReceiver(EventProducer):
     :param retry_initial: first delay after a failed Redis command, in seconds; it doubles
         up to ``retry_max``.
     :param close_timeout: how long :meth:`close` keeps trying to acknowledge and answer.
+    :param stuck_after: seconds an entry may be held before it is reported; ``None``: never.
     :param redis_options: passed to ``redis.asyncio.from_url``.
     """
 
@@ -120,6 +125,7 @@ class RedisStreamReceiver(EventProducer):
         retry_initial: float = 0.05,
         retry_max: float = 5.0,
         close_timeout: float = 5.0,
+        stuck_after: float | None = 300.0,
         event_factory: EventFactory | None = None,
         **redis_options: Any,
     ) -> None:
@@ -130,16 +136,17 @@ class RedisStreamReceiver(EventProducer):
         for what, name in optional_names.items():
             if name is not None:
                 check_name(what, name)
-        check_positive("max_in_flight", max_in_flight, integer=True)
-        check_positive("read_count", read_count, integer=True)
-        check_positive("block", block)
-        check_positive("claim_idle", claim_idle)
-        if claim_interval is not None:
-            check_positive("claim_interval", claim_interval)
+        for what, value in {"max_in_flight": max_in_flight, "read_count": read_count}.items():
+            check_positive(what, value, integer=True)
         if max_deliveries is not None:
             check_positive("max_deliveries", max_deliveries, integer=True)
-        check_positive("retry_initial", retry_initial)
-        check_positive("retry_max", retry_max)
+        numbers = {
+            "block": block, "claim_idle": claim_idle, "claim_interval": claim_interval,
+            "retry_initial": retry_initial, "retry_max": retry_max, "stuck_after": stuck_after,
+        }  # fmt: skip
+        for what, number in numbers.items():
+            if number is not None:
+                check_positive(what, number)
         self.url = url
         self.stream = stream
         self.consumer = consumer if consumer is not None else default_consumer()
@@ -157,28 +164,19 @@ class RedisStreamReceiver(EventProducer):
         self.reply_maxlen = reply_maxlen
         self.codec = codec if codec is not None else EventCodec()
         self.close_timeout = close_timeout
+        self.stuck_after = stuck_after
         self._backoff = (retry_initial, retry_max)
         self._options = dict(redis_options)
         self._redis: aioredis.Redis | None = None
+        where = {"stream": stream, "group": self.group, "consumer": self.consumer}
         self._held = Holdings(
-            self._client,
-            stream=stream,
-            group=self.group,
-            consumer=self.consumer,
-            limit=max_in_flight,
-            backoff=self._backoff,
-            what=repr(self),
+            self._client, **where, limit=max_in_flight, backoff=self._backoff, what=repr(self),
             before_ack=self._answers_out,
-        )
+        )  # fmt: skip
         self._dead = DeadLetters(
-            self._client,
-            stream=stream,
-            group=self.group,
-            consumer=self.consumer,
-            dead_letter_stream=self.dead_letter_stream,
-            backoff=self._backoff,
-            what=repr(self),
-        )
+            self._client, **where, dead_letter_stream=self.dead_letter_stream, backoff=self._backoff,
+            what=repr(self), on_moved=self._moved_to_dead_letters,
+        )  # fmt: skip
         self._ready = asyncio.Event()
         self._start_task: asyncio.Task[Any] | None = None
         self._replies = self._new_reply_writer()
@@ -186,7 +184,7 @@ class RedisStreamReceiver(EventProducer):
         self.received = 0
         #: Entries taken over from other consumers (or from an earlier run of this one).
         self.claimed = 0
-        #: Entries moved to the dead-letter stream: malformed, or delivered too often.
+        #: Entries moved to the dead-letter stream: malformed, delivered too often, or failed.
         self.dead_lettered = 0
 
     def _new_reply_writer(self) -> StreamWriter:
@@ -322,13 +320,18 @@ class RedisStreamReceiver(EventProducer):
         if headers and CORRELATION_ID in headers and REPLY_TO in headers:
             reply = functools.partial(self._reply, headers[REPLY_TO])
         taken = await self.distribute_event(
-            event, on_dispatched=functools.partial(self._dispatched, entry_id), reply=reply
-        )
+            event, on_dispatched=functools.partial(self._dispatched, entry_id), reply=reply,
+            on_dead_letter=functools.partial(self._dead.handling_failed, entry_id, fields),
+        )  # fmt: skip
         if not taken:  # no nexus runs any more: leave it pending for redelivery
             self._held.give_back(entry_id)
 
     def _dispatched(self, entry_id: bytes, event: Event) -> None:
         self._held.acknowledge(entry_id)
+
+    def _moved_to_dead_letters(self, entry_id: bytes) -> None:
+        self._held.give_back(entry_id)  # acknowledged by the move
+        self.dead_lettered += 1
 
     def _reply(self, stream: str, answer: Event) -> None:
         self._replies.put_nowait(stream, {EVENT_FIELD: self.codec.encode(answer)}, self.reply_maxlen)
@@ -354,7 +357,12 @@ class RedisStreamReceiver(EventProducer):
 
     async def _keep_fresh_loop(self) -> None:
         await self._ready.wait()
-        await self._held.keep_fresh_loop(self.claim_idle / 3)
+        await self._held.keep_fresh_loop(self.claim_idle / 3, self._report_stuck)
+
+    async def _report_stuck(self) -> None:
+        if self.stuck_after is not None:
+            for entry_id, seconds in self._held.stuck(self.stuck_after):
+                await self.report(StuckEntry(self.stream, entry_id, seconds))
 
     # -- shutting down --------------------------------------------------------------------
 
@@ -374,6 +382,7 @@ class RedisStreamReceiver(EventProducer):
             await self._replies.close(self.close_timeout)
         except asyncio.TimeoutError:
             pass
+        await self._dead.close(deadline - loop.time())
         await self._held.close(max(0.0, deadline - loop.time()))
         client, self._redis = self._redis, None
         if client is None:
