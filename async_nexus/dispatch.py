@@ -243,6 +243,8 @@ class Dispatcher(Outcomes):
             await self._wait()
             return
         token = ATTEMPT.set(item.attempt)  # the lane's task copies it, with the context
+        if item.span is not None:
+            self.span = item.span[1]
         try:
             if is_async is None:
                 function(event, item, self.router.route(event.type))
@@ -256,6 +258,7 @@ class Dispatcher(Outcomes):
             await self.fail(exc, event)
         finally:
             ATTEMPT.reset(token)
+            self.span = None
         await self.release(item)
 
     def retry_later(self, event: Event, target: tuple[Callable[..., Any], bool | None], delay: float) -> None:
@@ -269,6 +272,9 @@ class Dispatcher(Outcomes):
         if origin is not None:
             origin.holders += 1
             retry.depth, retry.reply, retry.waiter = origin.depth, origin.reply, origin.waiter
+            if origin is self.current and origin.span is None and self.span is not None:
+                origin.span = (self.tracer, self.span)  # type: ignore[assignment]  # ends with the retry
+            retry.span = origin.span  # its failure marks the span; the item it retries ends it
         retry.target, retry.attempt, retry.origin = target, ATTEMPT.get() + 1, origin
         self.busy += 1  # join() and a graceful stop wait for it
 

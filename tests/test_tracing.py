@@ -197,3 +197,29 @@ async def test_the_span_of_a_concurrent_handler_ends_when_the_handler_does(
     assert spans["1"].status.status_code is StatusCode.ERROR
     # The handler ran inside its dispatch span: work it traces is a child of it.
     assert {context.span_id for context in inner} == {span.context.span_id for span in spans.values()}
+
+
+async def test_a_retried_request_is_one_span_that_ends_after_the_retry(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    from async_nexus import Retry, current_attempt
+
+    nexus = AsyncEventNexus()
+    instrument(nexus, tracer_provider=provider)
+
+    @nexus.on("sum?", retry=Retry(backoff=0.01))
+    async def add(event: Event, queue: Any) -> Event:
+        if current_attempt() == 1:
+            raise ConnectionError("not ready")
+        return Event(0, "sum", 0, sum(event.payload))
+
+    nexus.add_handler("fail?", lambda e, q: 1 / 0, retry=Retry(attempts=2, backoff=0.01))
+    nexus.on_error(lambda exc, subject: None)
+    async with nexus:
+        assert (await nexus.request(Event(1, "sum?", 0, [1, 2]), timeout=5)).payload == 3
+        with pytest.raises(ZeroDivisionError):
+            await nexus.request(Event(2, "fail?"), timeout=5)
+        await asyncio.wait_for(nexus.join(), 5)
+    spans = [span for span in exporter.get_finished_spans() if span.name.startswith("dispatch")]
+    outcomes = sorted((span.name, (span.attributes or {})["async_nexus.outcome"]) for span in spans)
+    assert outcomes == [("dispatch fail?", "failed"), ("dispatch sum?", "handled")]
