@@ -292,6 +292,7 @@ class FileTail(EventConverter):
         return rest
 
     def _open(self, path: str) -> bool:
+        self._close_file()
         try:
             file = open(path, "rb", buffering=0)  # kept open across pulls: no with
         except FileNotFoundError:

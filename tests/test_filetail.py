@@ -216,6 +216,19 @@ async def test_a_file_truncated_while_down_is_read_from_its_beginning(tmp_path: 
     assert first + second == ["one", "two", "three", "new"]
 
 
+async def test_a_saved_value_that_is_not_a_position_is_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("1\n2\n")
+    tail = tail_of(log, start="beginning")
+    store = MemoryCheckpoints({tail.name: "not json"})
+    with caplog.at_level(logging.WARNING, logger="async_nexus"):
+        assert await lines(tail, 2, store) == ["1", "2"]
+    assert any("not json" in record.getMessage() for record in caplog.records)
+    assert saved(store, tail.name)["offset"] == 4
+
+
 async def test_crlf_line_ends_are_stripped_and_a_lone_cr_is_kept(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"a\r\nb\r\nc\rd\n")
