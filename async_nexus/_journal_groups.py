@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
+from typing import Any
 
 from . import _journal_sql as sql
 from .errors import BadCall, JournalError, JournalFull
@@ -25,7 +26,7 @@ Done = asyncio.Future[BaseException | None]
 class GroupCommitter:
     """Stages operations and writes them in groups, one group at a time, in ``executor``."""
 
-    def __init__(self, path: Path, write: Callable[[list[sql.Op]], tuple[int, float]]) -> None:
+    def __init__(self, path: Path, write: Callable[[sql.Batch], tuple[int, float]]) -> None:
         self.path = path
         self.write = write
         #: Set by the journal once its thread runs; None again once it is closing.
@@ -33,11 +34,9 @@ class GroupCommitter:
         self.rows = 0
         self.last_error: JournalError | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._staged: list[sql.Op] = []
-        self._staged_events = 0
+        self._staged = sql.Batch()
         self._kicked = False
-        self._writing: list[sql.Op] | None = None
-        self._writing_events = 0
+        self._writing: sql.Batch | None = None
         self._next_done: Done | None = None
         self._current_done: Done | None = None
         self._stall = 0.0
@@ -49,12 +48,23 @@ class GroupCommitter:
         self._failures = 0
         self._last_error_at = 0.0
 
-    def stage(self, op: sql.Op, *, event: bool = False) -> None:
-        """Add ``op`` after everything staged, and see that a group will write it."""
-        self._staged.append(op)
-        if event:
-            self._staged_events += 1
-        if not self._kicked and self._writing is None:
+    def insert(self, seq: int, row: tuple[Any, ...]) -> None:
+        """Stage storing an event as ``seq``."""
+        self._staged.inserts[seq] = row
+        if not self._kicked:
+            self._kick()
+
+    def delete(self, seq: int) -> None:
+        """Stage removing ``seq``; an event not yet written is simply dropped."""
+        if self._staged.inserts.pop(seq, None) is None:
+            self._staged.deletes.append((seq,))
+            if not self._kicked:
+                self._kick()
+
+    def checkpoint(self, name: str, value: str) -> None:
+        """Stage saving ``value`` as the checkpoint ``name``."""
+        self._staged.checkpoints[name] = value
+        if not self._kicked:
             self._kick()
 
     def pending(self) -> bool:
@@ -107,19 +117,24 @@ class GroupCommitter:
         started = time.perf_counter()
         self._kicked = False
         loop = self._loop
-        if self._writing is not None or not self._staged or self.executor is None or loop is None:
+        if self._writing is not None or self.executor is None or loop is None:
             return
-        ops, self._staged = self._staged, []
-        self._writing = ops
-        self._writing_events, self._staged_events = self._staged_events, 0
+        if not self._staged:
+            # What the waiters committed was appended and removed again before it was written.
+            done, self._next_done = self._next_done, None
+            if done is not None and not done.done():
+                done.set_result(None)
+            return
+        batch, self._staged = self._staged, sql.Batch()
+        self._writing = batch
         self._current_done, self._next_done = self._next_done, None
-        future = loop.run_in_executor(self.executor, self.write, ops)
+        future = loop.run_in_executor(self.executor, self.write, batch)
         future.add_done_callback(self._group_written)
         self._stall = time.perf_counter() - started
 
     def _group_written(self, future: asyncio.Future[tuple[int, float]]) -> None:
         started = time.perf_counter()
-        ops = self._writing or []
+        batch = self._writing or sql.Batch()
         self._writing = None
         done, self._current_done = self._current_done, None
         cause: BaseException | None
@@ -131,12 +146,11 @@ class GroupCommitter:
             added, seconds = future.result()
             self.rows += added
             self._commits += 1
-            self._events_committed += self._writing_events
-            self._ops_committed += len(ops)
+            self._events_committed += len(batch.inserts)
+            self._ops_committed += len(batch)
             self._longest_commit = max(self._longest_commit, seconds)
         else:
-            self._staged[:0] = ops  # rolled back whole: in front of newer ones, in order
-            self._staged_events += self._writing_events
+            self._staged = batch.then(self._staged)  # rolled back whole: in front of newer ones
             self._failures += 1
             self.last_error = self.failure(cause)
             self._last_error_at = time.time()
@@ -144,7 +158,7 @@ class GroupCommitter:
             done.set_result(cause)
         # After a failure, try again only for someone who asks (a commit() or a new operation):
         # retrying by itself would spin on a full disk.
-        if self._staged and (cause is None or self._next_done is not None):
+        if self._next_done is not None or (cause is None and self._staged):
             self._kick()
         self._longest_stall = max(self._longest_stall, self._stall + time.perf_counter() - started)
 

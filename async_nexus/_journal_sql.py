@@ -8,13 +8,11 @@ the connection is only ever touched by that thread.
 from __future__ import annotations
 
 import fcntl
-import itertools
-import operator
 import os
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +23,38 @@ APPLICATION_ID = 0x414E4A31  # "ANJ1"
 #: The version of the tables below; a journal with another one is refused, never guessed at.
 FORMAT_VERSION = 1
 
-INSERT = 0
-DELETE = 1
-CHECKPOINT = 2
 
-#: A staged operation: its kind and the parameters of its statement.
-Op = tuple[int, tuple[Any, ...]]
+@dataclass(slots=True)
+class Batch:
+    """Operations waiting to be written together, in one transaction.
+
+    Kept apart by kind, so the thread writes a group with three ``executemany`` calls, whatever
+    the mix. The order between kinds does not matter inside one transaction: a seq is removed
+    only after it was appended (its insert is in this batch or already stored, and inserts run
+    first), and a checkpoint is the last value saved under its name.
+    """
+
+    #: seq -> (seq, priority, due, event_type, body); an event removed before its group was
+    #: written is dropped from here and never reaches the disk.
+    inserts: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    deletes: list[tuple[int]] = field(default_factory=list)
+    checkpoints: dict[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.inserts or self.deletes or self.checkpoints)
+
+    def __len__(self) -> int:
+        return len(self.inserts) + len(self.deletes) + len(self.checkpoints)
+
+    def then(self, newer: Batch) -> Batch:
+        """This batch followed by ``newer``, as one (a failed group going back in front)."""
+        return Batch(
+            {**self.inserts, **newer.inserts},
+            self.deletes + newer.deletes,
+            {**self.checkpoints, **newer.checkpoints},
+        )
+
+
 #: What the journal holds at open: its events (``seq, due, deliveries, type, body`` in replay
 #: order), its checkpoints, the next free ``seq`` and the number of rows.
 Loaded = tuple[list[tuple[Any, ...]], dict[str, str], int, int]
@@ -52,12 +76,11 @@ CREATE TABLE journal_checkpoints (name TEXT PRIMARY KEY, value TEXT NOT NULL) WI
 _TABLES = {"journal_events", "journal_checkpoints"}
 
 # OR REPLACE makes a retried group harmless even if an earlier attempt did reach the disk.
-_STATEMENTS = {
-    INSERT: "INSERT OR REPLACE INTO journal_events (seq, priority, due, event_type, body) "
-    "VALUES (?, ?, ?, ?, ?)",
-    DELETE: "DELETE FROM journal_events WHERE seq = ?",
-    CHECKPOINT: "INSERT OR REPLACE INTO journal_checkpoints (name, value) VALUES (?, ?)",
-}
+_INSERT = (
+    "INSERT OR REPLACE INTO journal_events (seq, priority, due, event_type, body) VALUES (?, ?, ?, ?, ?)"
+)
+_DELETE = "DELETE FROM journal_events WHERE seq = ?"
+_CHECKPOINT = "INSERT OR REPLACE INTO journal_checkpoints (name, value) VALUES (?, ?)"
 
 _SQLITE_CORRUPT = 11
 _SQLITE_FULL = 13
@@ -275,20 +298,17 @@ class Store:
             self._rollback(conn)
             raise
 
-    def write(self, ops: list[Op]) -> tuple[int, float]:
-        """Apply ``ops`` in order in one transaction; return (rows added, seconds it took)."""
+    def write(self, batch: Batch) -> tuple[int, float]:
+        """Write ``batch`` in one transaction; return (rows added, seconds it took)."""
         conn = self._conn()
         start = time.perf_counter()
-        added = 0
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for kind, run in itertools.groupby(ops, key=operator.itemgetter(0)):
-                params: Iterable[tuple[Any, ...]] = map(operator.itemgetter(1), run)
-                cursor = conn.executemany(_STATEMENTS[kind], params)
-                if kind == INSERT:
-                    added += cursor.rowcount
-                elif kind == DELETE:
-                    added -= cursor.rowcount
+            added = conn.executemany(_INSERT, batch.inserts.values()).rowcount if batch.inserts else 0
+            if batch.deletes:
+                added -= conn.executemany(_DELETE, batch.deletes).rowcount
+            if batch.checkpoints:
+                conn.executemany(_CHECKPOINT, batch.checkpoints.items())
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)

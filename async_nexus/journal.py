@@ -17,13 +17,15 @@ operations staged since the previous group. A group starts as soon as something 
 group is being written (so an ``append()`` that nobody awaits still becomes durable by itself);
 while a group is being written, newly staged operations wait for the next one. ``await
 commit()`` returns once everything staged before the call is durable, so many callers share one
-fsync. A checkpoint is applied in order with the events around it, in the same transaction, so
-a source that saves where it is together with the events it produced never resumes past or
-before them.
+fsync. Groups are written in the order they were staged, and a group is durable whole or not at
+all: a checkpoint is stored together with the events staged with it, so a source that saves
+where it is along with the events it produced never resumes past or before them. An event
+removed before its group was written never reaches the disk.
 
 **The thread.** The SQLite work runs in one worker thread of the journal's own, where the
-connection lives. The event loop only swaps a list and resolves futures for each group; how
-long that takes is measured (``stats()["longest_loop_stall_s"]``).
+connection lives. For each group the event loop only swaps the staged operations for an empty
+set, hands them over and resolves one future (which wakes each ``commit()`` that waits for it);
+how long that takes is measured (``stats()["longest_loop_stall_s"]``).
 
 **Failures.** A group that cannot be written (a full disk is
 :class:`~async_nexus.errors.JournalFull`) is rolled back whole; its operations go back in front
@@ -229,7 +231,7 @@ class SqliteJournal:
             ) from exc
         seq = self._next_seq
         self._next_seq += 1
-        self._groups.stage((sql.INSERT, (seq, event.priority, due, event.type, body)), event=True)
+        self._groups.insert(seq, (seq, event.priority, due, event.type, body))
         return seq
 
     def remove(self, seq: int) -> None:
@@ -240,17 +242,18 @@ class SqliteJournal:
         self._check_open()
         if not isinstance(seq, int) or not 0 < seq < self._next_seq:
             raise ValueError(f"the journal {self._path} never stored seq {seq!r}")
-        self._groups.stage((sql.DELETE, (seq,)))
+        self._groups.delete(seq)
 
     def save_checkpoint(self, name: str, value: str) -> None:
-        """Stage ``value`` as the checkpoint ``name``, in order with the staged events.
+        """Stage ``value`` as the checkpoint ``name``.
 
-        It is committed in the same transaction as the events staged around it.
+        It is committed in the same transaction as the events staged with it (the same group),
+        never before the events staged ahead of it.
         """
         self._check_open()
         if not isinstance(name, str) or not isinstance(value, str):
             raise TypeError(f"a checkpoint's name and value are strings, not {name!r}: {value!r}")
-        self._groups.stage((sql.CHECKPOINT, (name, value)))
+        self._groups.checkpoint(name, value)
         self._checkpoints[name] = value
 
     def checkpoint(self, name: str) -> str | None:

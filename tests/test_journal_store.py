@@ -255,6 +255,34 @@ async def test_commit_waits_for_the_group_in_flight(path: Path) -> None:
     await journal.close()
 
 
+def test_an_event_removed_before_its_group_never_reaches_the_disk(path: Path) -> None:
+    journal, _ = opened(path)
+    seq = journal.append(Event(1, "t"))  # no loop runs yet: staged, no group started
+
+    async def main() -> None:
+        waiter = asyncio.create_task(journal.commit())
+        await asyncio.sleep(0)  # the waiter now waits for the group that would hold the event
+        journal.remove(seq)
+        await asyncio.wait_for(waiter, 10)
+        assert not journal.pending_commit() and journal.stats()["commits"] == 0
+        await journal.close()
+
+    asyncio.run(main())
+    assert replay(path) == []
+
+
+async def test_a_cancelled_commit_leaves_the_group_to_the_others(path: Path) -> None:
+    journal, _ = opened(path)
+    journal.append(Event(1, "t"))
+    first = asyncio.create_task(journal.commit())
+    second = asyncio.create_task(journal.commit())
+    await asyncio.sleep(0)
+    first.cancel()
+    await second
+    assert first.cancelled() and journal.stats()["rows"] == 1
+    await journal.close()
+
+
 async def test_an_append_nobody_awaits_becomes_durable(path: Path) -> None:
     journal, _ = opened(path)
     journal.append(Event(1, "t", 0, "fire and forget"))
