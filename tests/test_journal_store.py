@@ -216,10 +216,9 @@ async def test_many_appends_and_one_commit_make_few_groups(path: Path) -> None:
     assert not journal.pending_commit()
     stats = journal.stats()
     assert stats["rows"] == 1000
-    assert stats["commits"] <= 2  # all staged before the first group ran: one group
-    assert stats["events_per_commit"] >= 500
+    assert stats["commits"] == 1  # all staged before the first group ran: one group
+    assert stats["events_per_commit"] == stats["ops_per_commit"] == 1000
     assert stats["longest_commit_s"] > 0 and stats["longest_loop_stall_s"] > 0
-    assert stats["longest_loop_stall_s"] < stats["longest_commit_s"] + 1
     for seq in seqs:
         journal.remove(seq)
     await journal.commit()
