@@ -32,6 +32,10 @@ __all__ = [
     "FanoutFailed",
     "UnhandledEvent",
     "DecodeError",
+    "JournalError",
+    "JournalCorrupt",
+    "JournalLocked",
+    "JournalFull",
 ]
 
 
@@ -146,3 +150,36 @@ class DecodeError(AsyncNexusError, ValueError):
     def __init__(self, message: str, raw: Any = None) -> None:
         super().__init__(message)
         self.raw = raw
+
+
+class JournalError(AsyncNexusError):
+    """The durable journal (:class:`~async_nexus.journal.SqliteJournal`) failed.
+
+    The message says which journal file, what went wrong and what to do about it; the
+    underlying :mod:`sqlite3` or :class:`OSError` failure, if any, is its ``__cause__``.
+    """
+
+
+class JournalCorrupt(JournalError):
+    """The journal file cannot be trusted: it is not a SQLite database, fails SQLite's
+    integrity check, is empty, or belongs to another program or format version.
+
+    The journal never starts empty in its place: move the file aside (keep it, it may hold
+    events) and start again, which creates a new journal.
+    """
+
+
+class JournalLocked(JournalError):
+    """Another journal object holds the journal file: in another process (named by its pid)
+    or in this one. One journal file serves one nexus at a time.
+    """
+
+
+class JournalFull(JournalError, OSError):
+    """Writing to the journal failed for lack of room (SQLite's "database or disk is full") or
+    an operating-system error.
+
+    Nothing already committed is lost, and the operations of the failed commit stay staged
+    and are written by the next commit. It is also an :class:`OSError`, with ``errno`` set
+    (``ENOSPC`` for a full disk) and ``filename`` the journal's path.
+    """

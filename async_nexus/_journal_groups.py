@@ -1,0 +1,190 @@
+"""Group commit for :mod:`async_nexus.journal`: the staged operations, the one group being
+written, the futures its waiters hold, and the counters. Private: the journal is its only user.
+
+Everything here runs on the event loop; only ``write`` (handed over by the journal) runs in the
+journal's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+from . import _journal_sql as sql
+from .errors import BadCall, JournalError, JournalFull
+
+# What a group's waiters receive: None once it is durable, or what made it fail. A result rather
+# than an exception, so that a group nobody waits for leaves no "exception never retrieved".
+Done = asyncio.Future[BaseException | None]
+
+
+class GroupCommitter:
+    """Stages operations and writes them in groups, one group at a time, in ``executor``."""
+
+    def __init__(self, path: Path, write: Callable[[sql.Batch], tuple[int, float]]) -> None:
+        self.path = path
+        self.write = write
+        #: Set by the journal once its thread runs; None again once it is closing.
+        self.executor: Executor | None = None
+        self.rows = 0
+        self.last_error: JournalError | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._staged = sql.Batch()
+        self._kicked = False
+        self._writing: sql.Batch | None = None
+        self._next_done: Done | None = None
+        self._current_done: Done | None = None
+        self._stall = 0.0
+        self._commits = 0
+        self._events_committed = 0
+        self._ops_committed = 0
+        self._longest_commit = 0.0
+        self._longest_stall = 0.0
+        self._failures = 0
+        self._last_error_at = 0.0
+
+    def insert(self, seq: int, row: tuple[Any, ...]) -> None:
+        """Stage storing an event as ``seq``."""
+        self._staged.inserts[seq] = row
+        if not self._kicked:
+            self._kick()
+
+    def delete(self, seq: int) -> None:
+        """Stage removing ``seq``; an event not yet written is simply dropped."""
+        if self._staged.inserts.pop(seq, None) is None:
+            self._staged.deletes.append((seq,))
+            if not self._kicked:
+                self._kick()
+
+    def checkpoint(self, name: str, value: str) -> None:
+        """Stage saving ``value`` as the checkpoint ``name``."""
+        self._staged.checkpoints[name] = value
+        if not self._kicked:
+            self._kick()
+
+    def pending(self) -> bool:
+        """Something is staged or being written."""
+        return bool(self._staged) or self._writing is not None
+
+    async def commit(self) -> None:
+        """Wait until everything staged now is durable; raise the journal's error if it failed."""
+        loop = asyncio.get_running_loop()
+        self._bind(loop)
+        if self._staged:
+            if self._next_done is None:
+                self._next_done = loop.create_future()
+            done = self._next_done
+            self._kick()
+        elif self._writing is not None:
+            if self._current_done is None:
+                self._current_done = loop.create_future()
+            done = self._current_done
+        else:
+            return
+        # shield: one caller being cancelled must not cancel the group for its other waiters.
+        cause = await asyncio.shield(done)
+        if cause is not None:
+            raise self.failure(cause) from cause
+
+    def _kick(self) -> None:
+        if self._kicked or self._writing is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop yet: the first commit() starts the committer
+        self._bind(loop)
+        self._kicked = True
+        # call_soon, not now: what the current callbacks stage still joins this group.
+        loop.call_soon(self._start_group)
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is self._loop:
+            return
+        if self._writing is not None:
+            raise BadCall(f"the journal {self.path} is in use by another event loop")
+        # A previous loop (asyncio.run() called twice) has nothing in flight: forget its futures.
+        self._loop = loop
+        self._kicked = False
+        self._next_done = self._current_done = None
+
+    def _start_group(self) -> None:
+        started = time.perf_counter()
+        self._kicked = False
+        loop = self._loop
+        if self._writing is not None or self.executor is None or loop is None:
+            return
+        if not self._staged:
+            # What the waiters committed was appended and removed again before it was written.
+            done, self._next_done = self._next_done, None
+            if done is not None and not done.done():
+                done.set_result(None)
+            return
+        batch, self._staged = self._staged, sql.Batch()
+        self._writing = batch
+        self._current_done, self._next_done = self._next_done, None
+        future = loop.run_in_executor(self.executor, self.write, batch)
+        future.add_done_callback(self._group_written)
+        self._stall = time.perf_counter() - started
+
+    def _group_written(self, future: asyncio.Future[tuple[int, float]]) -> None:
+        started = time.perf_counter()
+        batch = self._writing or sql.Batch()
+        self._writing = None
+        done, self._current_done = self._current_done, None
+        cause: BaseException | None
+        if future.cancelled():
+            cause = JournalError(f"writing to the journal {self.path} was cancelled")
+        else:
+            cause = future.exception()
+        if cause is None:
+            added, seconds = future.result()
+            self.rows += added
+            self._commits += 1
+            self._events_committed += len(batch.inserts)
+            self._ops_committed += len(batch)
+            self._longest_commit = max(self._longest_commit, seconds)
+        else:
+            self._staged = batch.then(self._staged)  # rolled back whole: in front of newer ones
+            self._failures += 1
+            self.last_error = self.failure(cause)
+            self._last_error_at = time.time()
+        if done is not None and not done.done():
+            done.set_result(cause)
+        # After a failure, try again only for someone who asks (a commit() or a new operation):
+        # retrying by itself would spin on a full disk.
+        if self._next_done is not None or (cause is None and self._staged):
+            self._kick()
+        self._longest_stall = max(self._longest_stall, self._stall + time.perf_counter() - started)
+
+    def failure(self, cause: BaseException) -> JournalError:
+        """The error a waiter of a group that failed with ``cause`` gets (a new one each time)."""
+        what = (
+            f"could not write to the journal {self.path}: {cause}. The operations of that commit "
+            "stay staged, in order, and the next commit writes them; nothing committed before is lost"
+        )
+        if sql.is_full(cause):
+            error = JournalFull(f"{what}. Make room on its disk (or lift the quota) and commit again")
+            error.errno = getattr(cause, "errno", None) or errno.ENOSPC
+            return error
+        return JournalError(what)
+
+    def stats(self) -> dict[str, float | int]:
+        """The counters :meth:`SqliteJournal.stats` reports."""
+        commits = self._commits
+        return {
+            "rows": self.rows,
+            "staged": len(self._staged) + len(self._writing or ()),
+            "commits": commits,
+            "events_per_commit": self._events_committed / commits if commits else 0.0,
+            "ops_per_commit": self._ops_committed / commits if commits else 0.0,
+            "longest_commit_s": self._longest_commit,
+            "longest_loop_stall_s": self._longest_stall,
+            "failed_commits": self._failures,
+            "last_error_at": self._last_error_at,
+        }

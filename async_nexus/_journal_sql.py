@@ -1,0 +1,341 @@
+"""The SQLite side of :mod:`async_nexus.journal`: the file's format, the lock, the checks made at
+open and the work done in the journal's thread. Private: the journal module is its only user.
+
+Everything in :class:`Store` runs in the journal's one worker thread (``open()`` included), so
+the connection is only ever touched by that thread.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import JournalCorrupt, JournalError, JournalLocked
+
+#: Written into the database header so a journal is told apart from any other SQLite file.
+APPLICATION_ID = 0x414E4A31  # "ANJ1"
+#: The version of the tables below; a journal with another one is refused, never guessed at.
+FORMAT_VERSION = 1
+
+
+@dataclass(slots=True)
+class Batch:
+    """Operations waiting to be written together, in one transaction.
+
+    Kept apart by kind, so the thread writes a group with three ``executemany`` calls, whatever
+    the mix. The order between kinds does not matter inside one transaction: a seq is removed
+    only after it was appended (its insert is in this batch or already stored, and inserts run
+    first), and a checkpoint is the last value saved under its name.
+    """
+
+    #: seq -> (seq, priority, due, event_type, body); an event removed before its group was
+    #: written is dropped from here and never reaches the disk.
+    inserts: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    deletes: list[tuple[int]] = field(default_factory=list)
+    checkpoints: dict[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.inserts or self.deletes or self.checkpoints)
+
+    def __len__(self) -> int:
+        return len(self.inserts) + len(self.deletes) + len(self.checkpoints)
+
+    def then(self, newer: Batch) -> Batch:
+        """This batch followed by ``newer``, as one (a failed group going back in front)."""
+        return Batch(
+            {**self.inserts, **newer.inserts},
+            self.deletes + newer.deletes,
+            {**self.checkpoints, **newer.checkpoints},
+        )
+
+
+#: What the journal holds at open: its events (``seq, due, deliveries, type, body`` in replay
+#: order), its checkpoints, the next free ``seq`` and the number of rows.
+Loaded = tuple[list[tuple[Any, ...]], dict[str, str], int, int]
+
+# AUTOINCREMENT keeps the highest seq ever used in sqlite_sequence, so seqs are never reused
+# after their rows were removed and the journal reopened. No index on (priority, seq): it would
+# cost a b-tree write per insert and delete, and the replay order is needed once, at open.
+_SCHEMA = """
+CREATE TABLE journal_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    priority INTEGER NOT NULL,
+    due REAL,
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    event_type,
+    body BLOB NOT NULL
+);
+CREATE TABLE journal_checkpoints (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"""
+_TABLES = {"journal_events", "journal_checkpoints"}
+
+# OR REPLACE makes a retried group harmless even if an earlier attempt did reach the disk.
+_INSERT = (
+    "INSERT OR REPLACE INTO journal_events (seq, priority, due, event_type, body) VALUES (?, ?, ?, ?, ?)"
+)
+_DELETE = "DELETE FROM journal_events WHERE seq = ?"
+_CHECKPOINT = "INSERT OR REPLACE INTO journal_checkpoints (name, value) VALUES (?, ?)"
+
+_SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
+_SQLITE_NOTADB = 26
+_CODES_BY_MESSAGE = {  # Python 3.10 does not expose the error code
+    "database or disk is full": _SQLITE_FULL,
+    "database disk image is malformed": _SQLITE_CORRUPT,
+    "file is not a database": _SQLITE_NOTADB,
+}
+
+
+def sqlite_code(exc: BaseException) -> int | None:
+    """The primary SQLite result code of ``exc``, or None when it is not a SQLite error."""
+    if not isinstance(exc, sqlite3.Error):
+        return None
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF
+    return _CODES_BY_MESSAGE.get(str(exc))
+
+
+def is_full(exc: BaseException) -> bool:
+    """True when ``exc`` means the journal could not grow: SQLITE_FULL or an OSError."""
+    return isinstance(exc, OSError) or sqlite_code(exc) == _SQLITE_FULL
+
+
+def corrupt(path: Path, what: str, todo: str = "") -> JournalCorrupt:
+    """A :class:`JournalCorrupt` for ``path`` that says what is wrong and what to do."""
+    todo = todo or (
+        f"Move {path.name} (with any {path.name}-wal and {path.name}-shm next to it) aside, keeping "
+        "it: it may hold events that were never handled; the next open then creates a new, empty "
+        "journal in its place"
+    )
+    return JournalCorrupt(
+        f"the journal {path} {what}. It was not opened and nothing in it was changed. {todo}"
+    )
+
+
+def acquire_lock(path: Path) -> int:
+    """Lock ``{path}-lock`` for this process, write its pid into it and return its descriptor.
+
+    :raises JournalLocked: another open journal (in any process) holds the lock.
+    """
+    lock_path = f"{path}-lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise JournalError(f"cannot create the lock file {lock_path} of the journal {path}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        if holder == str(os.getpid()):
+            who = f"this process ({holder}): another SqliteJournal on the same file is open; close it first"
+        elif holder:
+            who = f"process {holder}; stop that process (or close its journal) first"
+        else:
+            who = "another process that is opening it right now; stop that process first"
+        raise JournalLocked(
+            f"the journal {path} is in use by {who}, or give this one a journal file of its own "
+            "(one journal file serves one nexus at a time)"
+        ) from None
+    except OSError as exc:
+        os.close(fd)
+        raise JournalError(f"cannot lock {lock_path} for the journal {path}: {exc}") from exc
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return fd
+
+
+def release_lock(fd: int) -> None:
+    """Release a lock taken by :func:`acquire_lock`.
+
+    The lock file stays: deleting it would let a process that opened it just before hold a lock
+    on a file nobody else sees.
+    """
+    try:
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _fsync_path(path: Path | str, flags: int = os.O_RDONLY) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Store:
+    """The journal's SQLite connection and all the work done with it, in the journal's thread."""
+
+    def __init__(self, path: Path, synchronous: str, max_page_count: int | None) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.max_page_count = max_page_count
+        self.conn: sqlite3.Connection | None = None
+
+    # -- open ----------------------------------------------------------------------------------
+
+    def open(self) -> Loaded:
+        """Open (or create) the journal, check it, and return what it holds."""
+        path = self.path
+        if not os.path.lexists(path):
+            self._create()
+        elif path.is_file() and path.stat().st_size == 0:
+            raise corrupt(path, "is an empty file (0 bytes), not a journal")
+        try:
+            conn = sqlite3.connect(
+                "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=rw",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot open the journal {path}: {exc}") from exc
+        try:
+            loaded = self._check_and_load(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            if sqlite_code(exc) in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+                raise corrupt(path, f"is damaged or not a SQLite database ({exc})") from exc
+            raise JournalError(f"cannot open the journal {path}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        self.conn = conn
+        return loaded
+
+    def _check_and_load(self, conn: sqlite3.Connection) -> Loaded:
+        path = self.path
+        # Who wrote the file is checked before anything (WAL mode included) is written to it.
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if app_id != APPLICATION_ID or not _TABLES <= tables:
+            listed = ", ".join(sorted(tables)) or "none"
+            raise corrupt(
+                path,
+                f"is a SQLite database but not an Async Nexus journal (application_id {app_id:#x}, "
+                f"tables: {listed})",
+                f"Give the journal a path of its own, or move {path.name} aside if it is not needed",
+            )
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != FORMAT_VERSION:
+            raise corrupt(
+                path, f"has format version {version}; this version of Async Nexus reads {FORMAT_VERSION}"
+            )
+        problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise corrupt(path, "fails SQLite's integrity check: " + "; ".join(problems[:3]))
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise JournalError(
+                f"the journal {path} cannot use write-ahead logging (journal_mode stays {mode}); "
+                "put it on a local file system"
+            )
+        conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+        if self.max_page_count is not None:
+            conn.execute(f"PRAGMA max_page_count={int(self.max_page_count)}")
+        rows = conn.execute(
+            "SELECT seq, due, deliveries, event_type, body FROM journal_events ORDER BY priority, seq"
+        ).fetchall()
+        checkpoints = {str(n): str(v) for n, v in conn.execute("SELECT name, value FROM journal_checkpoints")}
+        used = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'journal_events'").fetchone()
+        last = max([int(used[0]) if used else 0, *(int(row[0]) for row in rows)])
+        return rows, checkpoints, last + 1, len(rows)
+
+    def _create(self) -> None:
+        """Create a new journal at ``path`` atomically: built aside, then renamed into place.
+
+        So a crash while creating leaves no half-made journal (an empty file at ``path`` would
+        be refused as corrupt at the next open, rightly for anyone else's empty file).
+        """
+        path = self.path
+        wal = Path(f"{path}-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise corrupt(
+                path,
+                f"does not exist but its write-ahead log {wal.name} does: it may hold committed "
+                f"events. Put {path.name} back, or move {wal.name} aside to start a new journal",
+            )
+        Path(f"{path}-shm").unlink(missing_ok=True)  # stale index of a WAL that is gone
+        new = path.with_name(path.name + "-new")
+        for leftover in (new, *(Path(f"{new}{suffix}") for suffix in ("-wal", "-shm", "-journal"))):
+            leftover.unlink(missing_ok=True)  # a creation that crashed; the lock says it was ours
+        try:
+            conn = sqlite3.connect(new, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(
+                    f"BEGIN; PRAGMA application_id={APPLICATION_ID}; "
+                    f"PRAGMA user_version={FORMAT_VERSION}; {_SCHEMA} COMMIT;"
+                )
+            finally:
+                conn.close()
+            _fsync_path(new, os.O_RDWR)
+            os.replace(new, path)
+            _fsync_path(path.parent)
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalError(f"cannot create the journal {path}: {exc}") from exc
+
+    # -- the thread's work -----------------------------------------------------------------------
+
+    def mark_delivered(self) -> None:
+        """Count one more delivery for every stored event, durably."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("UPDATE journal_events SET deliveries = deliveries + 1")
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+
+    def write(self, batch: Batch) -> tuple[int, float]:
+        """Write ``batch`` in one transaction; return (rows added, seconds it took)."""
+        conn = self._conn()
+        start = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            added = conn.executemany(_INSERT, batch.inserts.values()).rowcount if batch.inserts else 0
+            if batch.deletes:
+                added -= conn.executemany(_DELETE, batch.deletes).rowcount
+            if batch.checkpoints:
+                conn.executemany(_CHECKPOINT, batch.checkpoints.items())
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+        return added, time.perf_counter() - start
+
+    def set_max_page_count(self, pages: int) -> int:
+        """Limit the database's size in pages (tests use it to fill the "disk")."""
+        return int(self._conn().execute(f"PRAGMA max_page_count={int(pages)}").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the connection; SQLite checkpoints the WAL into the database file first."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
+
+    def _conn(self) -> sqlite3.Connection:
+        if self.conn is None:
+            raise JournalError(f"the journal {self.path} is not open")
+        return self.conn
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        # SQLite rolls some failures (SQLITE_FULL among them) back by itself.
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+

@@ -1,0 +1,342 @@
+"""The durable journal: events kept in a SQLite file until their handling is over.
+
+A :class:`SqliteJournal` is one SQLite database in WAL mode, used by one event loop.
+
+**Opening.** :meth:`~SqliteJournal.open` is blocking and called once, before the loop starts. It
+locks the file for this process (``{path}-lock``), checks it (a file that is not a journal, is
+damaged or empty is refused with :class:`~async_nexus.errors.JournalCorrupt`: a journal never
+silently starts empty) and returns every event it holds, to replay, each marked as delivered
+once more.
+
+**Staged operations.** :meth:`~SqliteJournal.append`, :meth:`~SqliteJournal.remove` and
+:meth:`~SqliteJournal.save_checkpoint` return at once: they *stage* an operation in memory, in
+order. Nothing is durable until it has been committed.
+
+**Groups.** Staged operations are written in *groups*: one transaction and one fsync for all the
+operations staged since the previous group. A group starts as soon as something is staged and no
+group is being written (so an ``append()`` that nobody awaits still becomes durable by itself);
+while a group is being written, newly staged operations wait for the next one. ``await
+commit()`` returns once everything staged before the call is durable, so many callers share one
+fsync. Groups are written in the order they were staged, and a group is durable whole or not at
+all: a checkpoint is stored together with the events staged with it, so a source that saves
+where it is along with the events it produced never resumes past or before them. An event
+removed before its group was written never reaches the disk.
+
+**The thread.** The SQLite work runs in one worker thread of the journal's own, where the
+connection lives. For each group the event loop only swaps the staged operations for an empty
+set, hands them over and resolves one future (which wakes each ``commit()`` that waits for it);
+how long that takes is measured (``stats()["longest_loop_stall_s"]``).
+
+**Failures.** A group that cannot be written (a full disk is
+:class:`~async_nexus.errors.JournalFull`) is rolled back whole; its operations go back in front
+of the newer ones and are written by the next group. Nothing committed is ever lost by a
+failure.
+
+**synchronous.** ``"full"`` (the default) syncs the write-ahead log at every commit: a committed
+group survives a process crash and a power cut alike. ``"normal"`` syncs only when the log is
+copied into the database: a committed group survives a crash of the process (the operating
+system still writes it out), but the last groups before a power cut or an operating-system crash
+may be lost; the journal itself stays consistent either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from . import _journal_sql as sql
+from ._journal_groups import GroupCommitter
+from .codec import EventCodec
+from .errors import BadCall, DecodeError, JournalError, NotAnEvent
+from .events import Event
+
+__all__ = ["REDELIVERED", "JournalEntry", "SqliteJournal"]
+
+#: The header each replayed event carries: how many times it has been delivered, as a string.
+REDELIVERED = "redelivered"
+
+_SYNCHRONOUS = ("full", "normal")
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """An event the journal held when it was opened, to be replayed.
+
+    :param seq: where the event is in the journal; :meth:`SqliteJournal.remove` takes it.
+    :param event: the event as appended, its id kept, with the header :data:`REDELIVERED` set
+        to ``str(deliveries)``.
+    :param due: the wall-clock time (``time.time()``) it was scheduled for, or None.
+    :param deliveries: how many times the journal has handed it out, this time included.
+    """
+
+    seq: int
+    event: Event
+    due: float | None
+    deliveries: int
+
+
+class SqliteJournal:
+    """A durable journal of events in the SQLite file ``path`` (see the module's description).
+
+    Not thread-safe: every method is called from the thread of the event loop that uses it
+    (:meth:`open` before that loop starts).
+
+    :param path: the database file; ``{path}-lock``, ``{path}-wal`` and ``{path}-shm`` live
+        next to it.
+    :param codec: turns events into the bytes stored; its registry of
+        :class:`~async_nexus.NamedEvent` classes decides which named events can be replayed.
+    :param synchronous: ``"full"`` (survives power cuts) or ``"normal"`` (survives process
+        crashes; faster).
+    :raises BadCall: ``synchronous`` is neither.
+    :raises TypeError: ``path`` is not a ``str`` or path-like, or ``codec`` not an
+        :class:`~async_nexus.codec.EventCodec`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        codec: EventCodec | None = None,
+        synchronous: Literal["full", "normal"] = "full",
+        _max_page_count: int | None = None,
+    ) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"the journal's path must be a str or a path-like object, not {path!r}")
+        if synchronous not in _SYNCHRONOUS:
+            raise BadCall(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
+        if codec is not None and not isinstance(codec, EventCodec):
+            raise TypeError(f"codec must be an EventCodec, not {type(codec).__qualname__}")
+        self._path = Path(path)
+        self._synchronous: str = synchronous
+        self._codec = codec if codec is not None else EventCodec()
+        self._store = sql.Store(self._path, synchronous, _max_page_count)
+        self._state = "new"  # -> "open" -> "closing" -> "closed"
+        self._groups = GroupCommitter(self._path, self._store.write)
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock_fd: int | None = None
+        self._next_seq = 1
+        self._checkpoints: dict[str, str] = {}
+
+    @property
+    def path(self) -> Path:
+        """The journal's database file."""
+        return self._path
+
+    @property
+    def synchronous(self) -> str:
+        """``"full"`` or ``"normal"``: how durable a commit is (see the module's description)."""
+        return self._synchronous
+
+    @property
+    def codec(self) -> EventCodec:
+        """The codec that turns events into the bytes stored, and back."""
+        return self._codec
+
+    @property
+    def last_error(self) -> JournalError | None:
+        """Why the last failed commit failed, or None if none has failed."""
+        return self._groups.last_error
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    def open(self) -> list[JournalEntry]:
+        """Lock, open (or create) and check the journal; return the events it holds, to replay.
+
+        Blocking: call it once, before the event loop starts. The entries come in dispatch
+        order (priority, then arrival); each one's delivery count is incremented durably before
+        it is returned, and its event carries the header :data:`REDELIVERED`.
+
+        :raises JournalLocked: another open journal, in this process or another, holds the file.
+        :raises JournalCorrupt: the file is not a journal (not a SQLite database, another
+            program's database, another format version, an empty file) or is damaged. It is left
+            untouched; the message says what to do.
+        :raises JournalError: the file cannot be opened or created, or it holds an event the
+            codec cannot rebuild (a :class:`~async_nexus.NamedEvent` class missing from the
+            codec's registry).
+        :raises BadCall: the journal was opened already.
+        """
+        if self._state != "new":
+            raise BadCall(f"the journal {self._path} was opened already; open() is called once")
+        self._lock_fd = sql.acquire_lock(self._path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="async-nexus-journal")
+        try:
+            rows, checkpoints, next_seq, count = self._executor.submit(self._store.open).result()
+            entries = [self._entry(*row) for row in rows]
+            if entries:
+                self._executor.submit(self._store.mark_delivered).result()
+        except BaseException:
+            self._executor.submit(self._store.close).result()
+            self._executor.shutdown()
+            self._release()
+            self._state = "new"  # open() may be tried again, e.g. once the file was moved aside
+            raise
+        self._checkpoints = checkpoints
+        self._next_seq = next_seq
+        self._groups.rows = count
+        self._groups.executor = self._executor
+        self._state = "open"
+        return entries
+
+    def _entry(
+        self, seq: int, due: float | None, deliveries: int, event_type: Any, body: bytes
+    ) -> JournalEntry:
+        try:
+            event = self._codec.decode(body)
+        except DecodeError as exc:
+            if isinstance(event_type, str) and event_type not in self._codec.named_events:
+                fix = (
+                    f"if {event_type!r} is a NamedEvent class, give the journal a codec that knows "
+                    f"it: SqliteJournal(path, codec=EventCodec(named_events=[{event_type}, ...]))"
+                )
+            else:
+                fix = "open the journal with the codec (format, named events) it was written with"
+            raise JournalError(
+                f"the journal {self._path} holds an event (seq {seq}, type {event_type!r}) this codec "
+                f"cannot rebuild: {exc}; {fix}"
+            ) from exc
+        event.headers = {**(event.headers or {}), REDELIVERED: str(deliveries + 1)}
+        return JournalEntry(seq, event, due, deliveries + 1)
+
+    # -- staging ---------------------------------------------------------------------------------
+
+    def append(self, event: Event, *, due: float | None = None) -> int:
+        """Stage ``event`` to be stored and return its ``seq`` (new, higher than any before).
+
+        The event is encoded at once, so a later change to it is not stored.
+
+        :param due: for a scheduled event, the wall-clock time (``time.time()``) it is due.
+        :raises TypeError: the codec cannot encode the event (its payload, id, type or headers);
+            the message says what, and nothing is staged.
+        :raises BadCall: the journal is not open.
+        """
+        self._check_open()
+        if due is not None:
+            if not isinstance(due, (int, float)) or isinstance(due, bool):
+                raise TypeError(f"due must be a time.time() value (a float) or None, not {due!r}")
+            if not math.isfinite(due):
+                raise ValueError(f"due must be a finite time, not {due!r}")
+            due = float(due)
+        try:
+            body = self._codec.encode(event)
+        except NotAnEvent:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"the journal cannot store event {event.id!r} (type {event.type!r}): {exc}"
+            ) from exc
+        seq = self._next_seq
+        self._next_seq += 1
+        self._groups.insert(seq, (seq, event.priority, due, event.type, body))
+        return seq
+
+    def remove(self, seq: int) -> None:
+        """Stage the removal of the event stored as ``seq`` (its handling is over).
+
+        :raises ValueError: ``seq`` was never given out by this journal.
+        """
+        self._check_open()
+        if not isinstance(seq, int) or not 0 < seq < self._next_seq:
+            raise ValueError(f"the journal {self._path} never stored seq {seq!r}")
+        self._groups.delete(seq)
+
+    def save_checkpoint(self, name: str, value: str) -> None:
+        """Stage ``value`` as the checkpoint ``name``.
+
+        It is committed in the same transaction as the events staged with it (the same group),
+        never before the events staged ahead of it.
+        """
+        self._check_open()
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"a checkpoint's name and value are strings, not {name!r}: {value!r}")
+        self._groups.checkpoint(name, value)
+        self._checkpoints[name] = value
+
+    def checkpoint(self, name: str) -> str | None:
+        """The last value saved as checkpoint ``name`` (staged or committed), or None."""
+        return self._checkpoints.get(name)
+
+    def pending_commit(self) -> bool:
+        """True while something is staged or being written and not yet durable."""
+        return self._groups.pending()
+
+    async def commit(self) -> None:
+        """Return once everything staged before the call is durable.
+
+        Callers that commit while a group is being written share the next group.
+
+        :raises JournalFull: the group could not be written for lack of room (or an
+            :class:`OSError`); its operations stay staged and the next commit tries them again.
+        :raises JournalError: the group failed for another reason; the same holds.
+        :raises BadCall: the journal is not open.
+        """
+        if self._state not in ("open", "closing"):
+            self._check_open()
+        await self._groups.commit()
+
+    # -- closing ---------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Commit what is staged, then stop the thread, close the database and unlock it.
+
+        The journal is closed even when that last commit fails: the error is raised, and the
+        operations it could not write are not stored. Closing twice does nothing.
+
+        :raises JournalFull: the last commit failed for lack of room.
+        :raises JournalError: the last commit failed for another reason.
+        """
+        if self._state in ("new", "closed"):
+            self._state = "closed"
+            return
+        self._state = "closing"
+        try:
+            while self.pending_commit():
+                await self.commit()
+        finally:
+            executor, self._executor = self._executor, None
+            self._groups.executor = None  # no group starts from now on
+            try:
+                if executor is not None:
+                    # The executor runs one job at a time, in order: this waits for a group in flight.
+                    await asyncio.get_running_loop().run_in_executor(executor, self._store.close)
+            finally:
+                if executor is not None:
+                    executor.shutdown(wait=False)
+                self._release()
+
+    def _release(self) -> None:
+        self._state = "closed"
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            sql.release_lock(fd)
+
+    def _check_open(self) -> None:
+        if self._state == "new":
+            raise BadCall(f"the journal {self._path} is not open yet: call open() first")
+        if self._state == "closed":
+            raise BadCall(f"the journal {self._path} is closed; open a new SqliteJournal on it")
+
+    # -- observing -------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, float | int]:
+        """Counters of the journal since it was opened.
+
+        ``rows`` stored, ``staged`` operations not yet durable, ``commits`` (groups written),
+        ``events_per_commit`` and ``ops_per_commit`` (means), ``longest_commit_s`` (the longest
+        transaction, fsync included, in the thread), ``longest_loop_stall_s`` (the longest time
+        the event loop itself spent on one group), ``failed_commits`` and ``last_error_at``
+        (``time.time()`` of the last failure, 0 if none; :attr:`last_error` says what it was).
+        """
+        return self._groups.stats()
+
+    async def _set_max_page_count(self, pages: int) -> int:
+        """For tests: limit the database's size, to run it into SQLITE_FULL (or lift the limit)."""
+        if self._executor is None:
+            raise BadCall("the journal is not open")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._store.set_max_page_count, pages
+        )

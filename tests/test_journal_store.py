@@ -1,0 +1,483 @@
+"""The journal's durable store, on its own: real SQLite files, its real thread, real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import math
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from async_nexus.codec import EventCodec
+from async_nexus.errors import (
+    BadCall,
+    JournalCorrupt,
+    JournalError,
+    JournalFull,
+    JournalLocked,
+    NotAnEvent,
+)
+from async_nexus.events import Event, NamedEvent
+from async_nexus.journal import REDELIVERED, JournalEntry, SqliteJournal
+
+
+class Treacle(NamedEvent):
+    pass
+
+
+def opened(path: Path, **options: object) -> tuple[SqliteJournal, list[JournalEntry]]:
+    journal = SqliteJournal(path, **options)  # type: ignore[arg-type]
+    return journal, journal.open()
+
+
+def replay(path: Path, **options: object) -> list[JournalEntry]:
+    """Open the journal, return what it holds, close it again."""
+    journal, entries = opened(path, **options)
+    asyncio.run(journal.close())
+    return entries
+
+
+async def areplay(path: Path, **options: object) -> list[JournalEntry]:
+    journal, entries = opened(path, **options)
+    await journal.close()
+    return entries
+
+
+def without_redelivered(event: Event) -> Event:
+    headers = dict(event.headers or {})
+    headers.pop(REDELIVERED)
+    return Event(event.id, event.type, event.priority, event.payload, headers or None)
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.001)
+
+
+def run_python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "events.journal"
+
+
+# -- what goes in comes out -------------------------------------------------------------------------
+
+
+async def test_round_trip_through_close_and_reopen(path: Path) -> None:
+    codec = EventCodec(named_events=[Treacle])
+    due = time.time() + 60
+    events = [
+        Event(1001, 99, 0, "TEAPOT!"),
+        Event("a-id", "sensor.temp", 3, {"celsius": 21.5, "tags": ["x", None, True]}, {"trace": "t1"}),
+        Treacle(7, {"sticky": [1, 2, 3]}, priority=1, headers={"origin": "kitchen"}),
+        Event(2**40, "big", -2, None),
+    ]
+    journal, entries = opened(path, codec=codec)
+    assert entries == []
+    seqs = [journal.append(e, due=due if e.id == 7 else None) for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    await journal.commit()
+    await journal.close()
+
+    entries = await areplay(path, codec=codec)
+    by_seq = {entry.seq: entry for entry in entries}
+    assert set(by_seq) == set(seqs)
+    for seq, original in zip(seqs, events, strict=True):
+        entry = by_seq[seq]
+        assert type(entry.event) is type(original)
+        assert entry.event.headers is not None and entry.event.headers[REDELIVERED] == "1"
+        assert without_redelivered(entry.event) == Event(
+            original.id, original.type, original.priority, original.payload, original.headers
+        )
+        assert entry.due == (due if original.id == 7 else None)
+        assert entry.deliveries == 1
+    assert isinstance(by_seq[seqs[2]].event, Treacle)
+
+
+async def test_replay_order_is_priority_then_arrival(path: Path) -> None:
+    journal, _ = opened(path)
+    priorities = [5, 0, 5, -1, 0, 5, -1]
+    for index, priority in enumerate(priorities):
+        journal.append(Event(index, "t", priority))
+    await journal.close()
+    entries = await areplay(path)
+    assert [e.event.id for e in entries] == [3, 6, 1, 4, 0, 2, 5]
+    assert [e.seq for e in entries] == sorted(
+        (e.seq for e in entries), key=lambda s: (priorities[s - 1], s)
+    )
+
+
+def test_each_open_counts_one_more_delivery(path: Path) -> None:
+    journal, _ = opened(path)
+    journal.append(Event(1, "t", 0, headers={"keep": "me"}))
+    asyncio.run(journal.close())
+    for count in (1, 2, 3):
+        [entry] = replay(path)
+        assert entry.deliveries == count
+        assert entry.event.id == 1
+        assert entry.event.headers == {"keep": "me", REDELIVERED: str(count)}
+
+
+async def test_remove_drops_an_event_and_seqs_are_never_reused(path: Path) -> None:
+    journal, _ = opened(path)
+    first, second, third = (journal.append(Event(i, "t")) for i in range(3))
+    await journal.commit()
+    journal.remove(second)
+    await journal.commit()
+    assert journal.stats()["rows"] == 2
+    with pytest.raises(ValueError, match="never stored"):
+        journal.remove(third + 100)
+    journal.remove(first)
+    journal.remove(third)
+    await journal.close()
+    journal, entries = opened(path)
+    assert entries == []
+    assert journal.append(Event(9, "t")) > third
+    await journal.close()
+
+
+async def test_checkpoints_are_read_back_staged_and_committed(path: Path) -> None:
+    journal, _ = opened(path)
+    assert journal.checkpoint("tail") is None
+    journal.save_checkpoint("tail", "100")
+    assert journal.checkpoint("tail") == "100"  # staged
+    await journal.commit()
+    journal.save_checkpoint("tail", "200")
+    await journal.close()
+    journal, _ = opened(path)
+    assert journal.checkpoint("tail") == "200"
+    with pytest.raises(TypeError):
+        journal.save_checkpoint("tail", 300)  # type: ignore[arg-type]
+    await journal.close()
+
+
+def test_a_commit_holds_events_and_checkpoint_through_a_crash(path: Path) -> None:
+    done = run_python(
+        """
+        import asyncio, os, sys
+        from async_nexus.events import Event
+        from async_nexus.journal import SqliteJournal
+
+        journal = SqliteJournal(sys.argv[1])
+        journal.open()
+
+        async def main():
+            for line in range(5):
+                journal.append(Event(line, "line", 0, f"line {line}"))
+            journal.save_checkpoint("tail", "5")
+            await journal.commit()
+            journal.append(Event(5, "line", 0, "staged, never committed"))
+            journal.save_checkpoint("tail", "6")
+            os._exit(0)  # a crash: no close(), no flush, the lock dies with the process
+
+        asyncio.run(main())
+        """,
+        str(path),
+    )
+    assert done.returncode == 0, done.stderr
+    assert Path(f"{path}-wal").stat().st_size > 0  # the commit is only in the log: no close ran
+    journal, entries = opened(path)
+    assert [e.event.payload for e in entries] == [f"line {i}" for i in range(5)]
+    assert journal.checkpoint("tail") == "5"
+    asyncio.run(journal.close())
+
+
+# -- group commit ---------------------------------------------------------------------------------
+
+
+async def test_many_appends_and_one_commit_make_few_groups(path: Path) -> None:
+    journal, _ = opened(path)
+    seqs = [journal.append(Event(i, "t", 0, {"n": i})) for i in range(1000)]
+    assert journal.pending_commit()
+    await journal.commit()
+    assert not journal.pending_commit()
+    stats = journal.stats()
+    assert stats["rows"] == 1000
+    assert stats["commits"] == 1  # all staged before the first group ran: one group
+    assert stats["events_per_commit"] == stats["ops_per_commit"] == 1000
+    assert stats["longest_commit_s"] > 0 and stats["longest_loop_stall_s"] > 0
+    for seq in seqs:
+        journal.remove(seq)
+    await journal.commit()
+    assert journal.stats()["rows"] == 0
+    await journal.close()
+
+
+async def test_concurrent_committers_share_groups(path: Path) -> None:
+    journal, _ = opened(path)
+    durable: list[int] = []
+
+    async def ingest(i: int) -> None:
+        seq = journal.append(Event(i, "t"))
+        await journal.commit()
+        durable.append(seq)
+
+    await asyncio.gather(*(ingest(i) for i in range(300)))
+    stats = journal.stats()
+    assert len(durable) == 300 and stats["rows"] == 300
+    assert stats["commits"] < 100, stats
+    await journal.close()
+    assert len(await areplay(path)) == 300
+
+
+async def test_commit_waits_for_the_group_in_flight(path: Path) -> None:
+    journal, _ = opened(path)
+    await journal.commit()  # nothing staged: returns at once
+    journal.append(Event(1, "t"))
+    await asyncio.sleep(0)  # the committer has taken the group: nothing staged, one in flight
+    assert journal._groups._writing is not None
+    await journal.commit()
+    assert not journal.pending_commit() and journal.stats()["rows"] == 1
+    await journal.close()
+
+
+def test_an_event_removed_before_its_group_never_reaches_the_disk(path: Path) -> None:
+    journal, _ = opened(path)
+    seq = journal.append(Event(1, "t"))  # no loop runs yet: staged, no group started
+
+    async def main() -> None:
+        waiter = asyncio.create_task(journal.commit())
+        await asyncio.sleep(0)  # the waiter now waits for the group that would hold the event
+        journal.remove(seq)
+        await asyncio.wait_for(waiter, 10)
+        assert not journal.pending_commit() and journal.stats()["commits"] == 0
+        await journal.close()
+
+    asyncio.run(main())
+    assert replay(path) == []
+
+
+async def test_a_cancelled_commit_leaves_the_group_to_the_others(path: Path) -> None:
+    journal, _ = opened(path)
+    journal.append(Event(1, "t"))
+    first = asyncio.create_task(journal.commit())
+    second = asyncio.create_task(journal.commit())
+    await asyncio.sleep(0)
+    first.cancel()
+    await second
+    assert first.cancelled() and journal.stats()["rows"] == 1
+    await journal.close()
+
+
+async def test_an_append_nobody_awaits_becomes_durable(path: Path) -> None:
+    journal, _ = opened(path)
+    journal.append(Event(1, "t", 0, "fire and forget"))
+    journal.save_checkpoint("where", "1")
+    await wait_until(lambda: not journal.pending_commit())
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        assert reader.execute("SELECT count(*) FROM journal_events").fetchone() == (1,)
+        assert reader.execute("SELECT value FROM journal_checkpoints").fetchone() == ("1",)
+    finally:
+        reader.close()
+    assert journal.stats()["commits"] == 1
+    await journal.close()
+
+
+async def test_close_commits_what_is_staged(path: Path) -> None:
+    journal, _ = opened(path)
+    journal.append(Event(1, "t"))
+    await journal.close()
+    await journal.close()  # twice is fine
+    with pytest.raises(BadCall, match="closed"):
+        journal.append(Event(2, "t"))
+    assert [e.event.id for e in await areplay(path)] == [1]
+
+
+# -- refusals -------------------------------------------------------------------------------------
+
+
+async def test_an_unencodable_event_is_a_type_error_and_nothing_is_staged(path: Path) -> None:
+    journal, _ = opened(path)
+    before = journal.append(Event(1, "t"))
+    await journal.commit()
+    with pytest.raises(TypeError, match="object") as info:
+        journal.append(Event(2, "t", 0, {"thing": object()}))
+    assert "event 2" in str(info.value)
+    with pytest.raises(TypeError, match="non-finite"):
+        journal.append(Event(3, "t", 0, math.nan))
+    with pytest.raises(NotAnEvent):
+        journal.append("not an event")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="due"):
+        journal.append(Event(4, "t"), due="tomorrow")  # type: ignore[arg-type]
+    assert not journal.pending_commit()
+    assert journal.append(Event(5, "t")) == before + 1  # no seq was used up
+    await journal.close()
+    assert [e.event.id for e in await areplay(path)] == [1, 5]
+
+
+def test_bad_arguments_are_refused_at_once(path: Path) -> None:
+    with pytest.raises(BadCall, match="'full' or 'normal'"):
+        SqliteJournal(path, synchronous="extra")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="path"):
+        SqliteJournal(42)  # type: ignore[arg-type]
+    journal = SqliteJournal(str(path), synchronous="normal")
+    assert journal.path == path and journal.synchronous == "normal"
+    assert isinstance(journal.codec, EventCodec)
+    with pytest.raises(BadCall, match="open"):
+        journal.append(Event(1, "t"))
+    journal.open()
+    with pytest.raises(BadCall, match="once"):
+        journal.open()
+    asyncio.run(journal.close())
+
+
+def test_an_unregistered_named_event_names_the_fix(path: Path) -> None:
+    journal, _ = opened(path, codec=EventCodec(named_events=[Treacle]))
+    journal.append(Treacle(1, "sticky"))
+    asyncio.run(journal.close())
+    with pytest.raises(JournalError, match=r"'Treacle'.*EventCodec\(named_events=\[Treacle"):
+        replay(path)
+    [entry] = replay(path, codec=EventCodec(named_events=[Treacle]))
+    assert entry.deliveries == 1  # the failed open counted no delivery
+
+
+# -- files that are not a journal -----------------------------------------------------------------
+
+
+def _assert_refused(path: Path) -> None:
+    before = digest(path)
+    for _ in range(2):  # refused again: the failed open released its lock
+        with pytest.raises(JournalCorrupt) as info:
+            SqliteJournal(path).open()
+        assert str(path) in str(info.value) and "aside" in str(info.value)
+    assert digest(path) == before
+
+
+def test_random_bytes_are_refused(path: Path) -> None:
+    path.write_bytes(os.urandom(16384))
+    _assert_refused(path)
+
+
+def test_an_empty_file_is_refused(path: Path) -> None:
+    path.touch()
+    _assert_refused(path)
+
+
+def test_a_journal_cut_in_half_is_refused(path: Path) -> None:
+    journal, _ = opened(path)
+    for i in range(400):
+        journal.append(Event(i, "t", 0, "x" * 1000))
+    asyncio.run(journal.close())
+    assert not Path(f"{path}-wal").exists()  # everything is in the database file
+    size = path.stat().st_size
+    with path.open("r+b") as file:
+        file.truncate(size // 2)
+    _assert_refused(path)
+
+
+def test_another_programs_database_is_refused(path: Path) -> None:
+    other = sqlite3.connect(path)
+    other.execute("CREATE TABLE users (name TEXT)")
+    other.commit()
+    other.close()
+    _assert_refused(path)
+    with pytest.raises(JournalCorrupt, match="not an Async Nexus journal.*users"):
+        SqliteJournal(path).open()
+
+
+def test_a_write_ahead_log_without_its_journal_is_refused(path: Path) -> None:
+    Path(f"{path}-wal").write_bytes(b"\x37\x7f\x06\x82" + bytes(28))
+    with pytest.raises(JournalCorrupt, match="write-ahead log"):
+        SqliteJournal(path).open()
+    assert not path.exists()
+
+
+# -- one journal, one user ------------------------------------------------------------------------
+
+
+def test_another_process_cannot_open_a_journal_in_use(path: Path) -> None:
+    journal, _ = opened(path)
+    try:
+        done = run_python(
+            """
+            import sys
+            from async_nexus.errors import JournalLocked
+            from async_nexus.journal import SqliteJournal
+
+            try:
+                SqliteJournal(sys.argv[1]).open()
+            except JournalLocked as exc:
+                print(exc)
+                sys.exit(3)
+            """,
+            str(path),
+        )
+        assert done.returncode == 3, done.stderr
+        assert f"is in use by process {os.getpid()}" in done.stdout
+        assert str(path) in done.stdout
+        with pytest.raises(JournalLocked, match="this process"):
+            SqliteJournal(path).open()
+    finally:
+        asyncio.run(journal.close())
+    replay(path)  # released by close()
+
+
+# -- a full disk ----------------------------------------------------------------------------------
+
+
+async def test_a_full_disk_keeps_what_was_committed_and_what_was_staged(path: Path) -> None:
+    journal, _ = opened(path, _max_page_count=1_000_000)
+    for i in range(3):
+        journal.append(Event(i, "t", 0, "committed"))
+    journal.save_checkpoint("tail", "3")
+    await journal.commit()
+    await journal._set_max_page_count(1)  # SQLite keeps the current size: no room to grow
+
+    for i in range(3, 53):
+        journal.append(Event(i, "t", 0, "x" * 2000))
+    journal.save_checkpoint("tail", "53")
+    with pytest.raises(JournalFull) as info:
+        await journal.commit()
+    error = info.value
+    assert isinstance(error, OSError) and error.errno == errno.ENOSPC
+    assert isinstance(error.__cause__, sqlite3.OperationalError)
+    assert "full" in str(error) and str(path) in str(error)
+    assert journal.pending_commit() and journal.stats()["failed_commits"] >= 1
+    assert journal.last_error is not None and journal.stats()["last_error_at"] > 0
+    assert journal.stats()["rows"] == 3
+
+    journal.append(Event(53, "t", 0, "after the failure"))
+    await journal._set_max_page_count(1_000_000)
+    await journal.commit()
+    assert not journal.pending_commit() and journal.stats()["rows"] == 54
+    await journal.close()
+    journal, entries = opened(path)
+    assert [e.event.id for e in entries] == list(range(54))  # in order, the failed group first
+    assert journal.checkpoint("tail") == "53"
+    await journal.close()
+
+
+async def test_a_close_that_cannot_commit_raises_and_keeps_the_committed(path: Path) -> None:
+    journal, _ = opened(path, _max_page_count=1_000_000)
+    journal.append(Event(0, "t", 0, "committed"))
+    await journal.commit()
+    await journal._set_max_page_count(1)
+    for i in range(1, 50):
+        journal.append(Event(i, "t", 0, "x" * 2000))
+    with pytest.raises(JournalFull):
+        await journal.close()
+    assert [e.event.id for e in await areplay(path)] == [0]  # closed and unlocked all the same
