@@ -33,6 +33,8 @@ class GroupCommitter:
         self.executor: Executor | None = None
         self.rows = 0
         self.last_error: JournalError | None = None
+        #: Told of each group that could not be written, for the groups nobody awaits.
+        self.on_failure: Callable[[JournalError], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._staged = sql.Batch()
         self._kicked = False
@@ -154,6 +156,8 @@ class GroupCommitter:
             self._failures += 1
             self.last_error = self.failure(cause)
             self._last_error_at = time.time()
+            if self.on_failure is not None:
+                self.on_failure(self.last_error)
         if done is not None and not done.done():
             done.set_result(cause)
         # After a failure, try again only for someone who asks (a commit() or a new operation):

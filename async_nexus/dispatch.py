@@ -23,6 +23,7 @@ from ._tasks import cancel_and_wait
 from .errors import UnhandledEvent
 from .events import Event
 from .items import ATTEMPT, HANDLING, DispatchTracer, ErrorHook, HandlerQueue, Item, log_error
+from .keeper import Keeper
 from .outcomes import Outcomes
 from .queue import EventQueue
 from .requests import Requests
@@ -54,6 +55,7 @@ class Dispatcher(Outcomes):
         "tasks",
         "busy",
         "scheduler",
+        "keeper",
         "_nudge",
     )
 
@@ -88,6 +90,7 @@ class Dispatcher(Outcomes):
         self.tasks: set[asyncio.Task[None]] = set()
         self.busy = 0
         self.scheduler = Scheduler()
+        self.keeper: Keeper | None = None  # the journal, if the nexus has one
         self.dead_letter: Callable[[Event, BaseException], Any] | None = None
         self._nudge: asyncio.Future[None] | None = None
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,8 @@ from .errors import BadCall, LoopStopped
 from .events import Event, EventFactory
 from .feeds import Feeds
 from .items import DeadLetterRoute, DispatchTracer, Item, ReplyRoute, require_event
+from .journal import SqliteJournal
+from .keeper import Keeper, as_journal
 from .queue import EventQueue
 from .requests import Requests
 from .routing import Router
@@ -51,6 +54,7 @@ class NexusIntake(EventFactory):
     __slots__ = (
         "_queue", "_router", "_requests", "_dispatcher", "_feeds", "_state", "_drain_timeout",
         "_task", "_accepting", "_sources_open", "_tracer", "_started_at", "_stopped_at", "_watchdog",
+        "_keeper", "_extras",
     )  # fmt: skip
 
     READY = NexusState.READY
@@ -74,6 +78,7 @@ class NexusIntake(EventFactory):
         drain_timeout: float = 10.0,
         max_chain: int = 1000,
         slow_callback_warning: float | None = 0.1,
+        journal: str | os.PathLike[str] | SqliteJournal | None = None,
     ) -> None:
         super().__init__()
         self._queue = EventQueue(self.QUEUE_MAXLEN if maxsize is None else maxsize)
@@ -93,6 +98,13 @@ class NexusIntake(EventFactory):
         self._started_at: float | None = None
         self._stopped_at: float | None = None
         self._watchdog = Watchdog(slow_callback_warning)
+        self._keeper: Keeper | None = None
+        #: Tracing or a journal: ingest takes the longer way (one test for both on the hot path).
+        self._extras = False
+        if journal is not None:
+            self._keeper = self._dispatcher.keeper = Keeper(as_journal(journal), self._dispatcher.notify)
+            self._extras = True
+            self._keeper.replay(self._queue.put_forced)
 
     # -- state ----------------------------------------------------------------------
 
@@ -153,6 +165,7 @@ class NexusIntake(EventFactory):
     def _set_tracer(self, tracer: DispatchTracer | None) -> None:
         """Trace dispatches with ``tracer`` (``None``: stop); see :mod:`async_nexus.tracing`."""
         self._tracer = self._dispatcher.tracer = tracer
+        self._extras = tracer is not None or self._keeper is not None
 
     # -- ingest ---------------------------------------------------------------------
 
@@ -170,8 +183,8 @@ class NexusIntake(EventFactory):
             raise self._refusal("ingest() refused")
         if not isinstance(event, Event):
             require_event(event, "ingest() takes")
-        if self._tracer is not None:
-            self._tracer.inject(event)
+        if self._extras:
+            return await self._ingest_traced_or_kept(event)
         # No task switch while the queue takes it. Below the mark, a FIFO that holds events
         # of this priority already needs nothing but the append: written out, not called.
         queue = self._queue
@@ -183,14 +196,44 @@ class NexusIntake(EventFactory):
         elif not queue.try_put(event, event.priority):
             await queue.put(event, event.priority)
 
+    async def _ingest_traced_or_kept(self, event: Event) -> None:
+        if self._tracer is not None:
+            self._tracer.inject(event)
+        queue, keeper = self._queue, self._keeper
+        if keeper is None:
+            if not queue.try_put(event, event.priority):
+                await queue.put(event, event.priority)
+            return
+        seq = keeper.keep(event)
+        try:
+            await keeper.durable()
+            item = keeper.item(event, seq)
+            if not queue.try_put(item, event.priority):
+                await queue.put(item, event.priority)
+        except BaseException:
+            keeper.forget(seq)  # not accepted, so not kept: ingest() raises
+            raise
+
     def ingest_nowait(self, event: Event) -> None:
-        """Queue ``event`` now, or raise :class:`~async_nexus.errors.QueueFull`."""
+        """Queue ``event`` now, or raise :class:`~async_nexus.errors.QueueFull`.
+
+        With a journal, the event is durable at the next group commit, not yet on return.
+        """
         if not self._accepting:
             raise self._refusal("ingest_nowait() refused")
         require_event(event, "ingest_nowait() takes")
         if self._tracer is not None:
             self._tracer.inject(event)
-        self._queue.put_nowait(event, event.priority)
+        keeper = self._keeper
+        if keeper is None:
+            self._queue.put_nowait(event, event.priority)
+            return
+        seq = keeper.keep(event)
+        try:
+            self._queue.put_nowait(keeper.item(event, seq), event.priority)
+        except BaseException:
+            keeper.forget(seq)
+            raise
 
     def ingest_later(self, delay: float, event: Event) -> ScheduledEvent:
         """Queue ``event`` in ``delay`` seconds, on the event loop's clock; returns at once.
@@ -239,10 +282,19 @@ class NexusIntake(EventFactory):
             ) from None
         if self._tracer is not None:
             self._tracer.inject(event)
-        return self._dispatcher.scheduler.event_at(loop.time() + delay, event, self._queue_due)
+        if self._keeper is None:
+            return self._dispatcher.scheduler.event_at(loop.time() + delay, event, self._queue_due)
+        return self._schedule_kept(self._keeper.keep(event, due_in=delay), event, delay)
 
-    def _queue_due(self, event: Event) -> None:
-        self._queue.put_forced(event, event.priority)
+    def _schedule_kept(self, seq: int, event: Event, delay: float) -> ScheduledEvent:
+        keeper = self._keeper
+        assert keeper is not None
+        when = asyncio.get_running_loop().time() + delay
+        due = lambda event: self._queue_due(keeper.item(event, seq))  # noqa: E731
+        return self._dispatcher.scheduler.event_at(when, event, due, lambda: keeper.forget(seq))
+
+    def _queue_due(self, item: Event | Item) -> None:
+        self._queue.put_forced(item, item.event.priority if isinstance(item, Item) else item.priority)
         self._dispatcher.nudge()
 
     async def _ingest_from_source(
@@ -261,7 +313,10 @@ class NexusIntake(EventFactory):
         if self._requests.waiters and self._answered(event, done, source):
             return
         item: Event | Item = event
-        if reply is not None or done is not None:
+        keeper = self._keeper
+        if keeper is not None:  # kept until handled; not awaited: a source's checkpoint joins its group
+            item = keeper.item(event, keeper.keep(event), 0, reply, done, dead)
+        elif reply is not None or done is not None:
             item = Item(event, 0, reply, done)
             item.dead = dead
         try:
@@ -291,7 +346,11 @@ class NexusIntake(EventFactory):
         """Queue past the bound; for boundaries flushing what they already took."""
         if not self._sources_open:
             raise self._refusal("event refused")
-        self._queue.put_forced(event if reply is None else Item(event, 0, reply), event.priority)
+        keeper = self._keeper
+        if keeper is not None:
+            self._queue.put_forced(keeper.item(event, keeper.keep(event), 0, reply), event.priority)
+        else:
+            self._queue.put_forced(event if reply is None else Item(event, 0, reply), event.priority)
         if source is not None:
             self._feeds.delivered[source] += 1
 

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .errors import BadCall, NotAnEvent, UnhandledEvent
+from .errors import BadCall, JournalError, NotAnEvent, UnhandledEvent
 from .events import Event
 from .queue import EventQueue
 
@@ -163,6 +163,8 @@ def log_error(exc: BaseException, subject: Any) -> None:
 
     if isinstance(exc, UnhandledEvent):
         logger.error("async_nexus: %s", exc)
+    elif isinstance(exc, JournalError):
+        logger.error("async_nexus: %s", exc, exc_info=exc)
     elif isinstance(subject, Event):
         logger.error("async_nexus: handling %r failed", subject, exc_info=exc)
     elif SOURCE_GOES_ON.get():

@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,6 +322,14 @@ class SqliteJournal:
             raise BadCall(f"the journal {self._path} is closed; open a new SqliteJournal on it")
 
     # -- observing -------------------------------------------------------------------------------
+
+    def on_failure(self, callback: Callable[[JournalError], None] | None) -> None:
+        """Call ``callback(error)`` (in the loop) for each group that could not be written.
+
+        A waiter of :meth:`commit` gets the error anyway; this is for the operations nobody
+        awaits. The nexus reports them to its error hook.
+        """
+        self._groups.on_failure = callback
 
     def stats(self) -> dict[str, float | int]:
         """Counters of the journal since it was opened.

@@ -15,7 +15,8 @@ from typing import Any
 
 from ._tasks import stop_signals
 from .consumers import close_consumers
-from .errors import BadCall, InvalidLoopState, LoopAlreadyStarted, LoopStopped
+from .counts import snapshot
+from .errors import BadCall, InvalidLoopState, JournalError, LoopAlreadyStarted, LoopStopped
 from .events import Event
 from .intake import NexusState as NexusState  # where code imports it from
 from .items import HANDLING, URGENT, Item, require_event
@@ -48,6 +49,10 @@ class AsyncEventNexus(NexusRegistry):
     :param slow_callback_warning: seconds a handler, filter or any other code may hold the
         event loop before a ``WARNING`` names it (file, line, function); ``None``: no
         warning. Watched from a thread beside the loop, not per event.
+    :param journal: keep every accepted event on disk until its handling is over (handled,
+        or handed to the dead letters), and dispatch what was kept at the next start: a
+        path (``str`` or ``os.PathLike``) or a :class:`~async_nexus.journal.SqliteJournal`.
+        ``await ingest()`` then returns once the event is durable.
     """
 
     __slots__ = ()
@@ -97,7 +102,11 @@ class AsyncEventNexus(NexusRegistry):
                 "the answer in a handler of its own"
             )
         request, waiter = self._requests.open(event)
-        item = Item(request, 0, self._take_answer, None, waiter)
+        keeper = self._keeper
+        if keeper is None:
+            item = Item(request, 0, self._take_answer, None, waiter)
+        else:
+            item = keeper.item(request, keeper.keep(request), 0, self._take_answer, None, None, waiter)
 
         async def send_and_wait() -> Event:
             if from_lane:
@@ -176,6 +185,9 @@ class AsyncEventNexus(NexusRegistry):
         dispatcher = self._dispatcher
         self._started_at = time.monotonic()
         try:
+            if self._keeper is not None:
+                for seq, event, due in self._keeper.take_later():  # replayed: keep their due time
+                    self._schedule_kept(seq, event, max(0.0, due - time.time()))
             self._watchdog.start()
             if not dispatcher.stop_requested:
                 self._state = NexusState.LOOPING
@@ -190,6 +202,7 @@ class AsyncEventNexus(NexusRegistry):
             await self._feeds.stop_all()
             await dispatcher.cancel_lanes()
             await self._feeds.close_all()
+            await self._close_journal()
             raise
         finally:
             self._watchdog.stop()
@@ -271,11 +284,20 @@ class AsyncEventNexus(NexusRegistry):
         if later or retries:
             logger.warning(
                 "async_nexus: stopped with %d events scheduled for later (ingest_later/ingest_at) "
-                "not yet due and %d events waiting for a retry; they were not dispatched",
+                "not yet due and %d events waiting for a retry; they were not dispatched%s",
                 later,
                 retries,
+                "" if self._keeper is None else ", and the journal keeps them for the next start",
             )
         await self._feeds.close_all()
+        await self._close_journal()
+
+    async def _close_journal(self) -> None:
+        if self._keeper is not None:
+            try:
+                await self._keeper.close()
+            except JournalError as exc:  # what it could not write is lost: say so, loudly
+                await self._dispatcher.notify(exc, self._keeper.journal)
 
     def _drain_expired(self) -> None:
         self._dispatcher.halted = self._dispatcher.interrupt = True
@@ -300,35 +322,13 @@ class AsyncEventNexus(NexusRegistry):
         >>> AsyncEventNexus().stats()["dispatched"]
         0
         """
-        router = self._router
-        routes = list(router.routes.items())
-        if router.overflow.dispatched:
-            routes.append(("(other types)", router.overflow))
-        by_type = {event_type: route.counts() for event_type, route in routes}
-        totals = dict.fromkeys(("dispatched", "filtered", "unhandled", "failed", "in_flight"), 0)
-        for counts in by_type.values():
-            for name, count in counts.items():
-                totals[name] += count
-        # Everything accepted is either dispatched or still queued: no counter on ingest.
-        ingested = totals["dispatched"] + len(self._queue)
-        counts = self._dispatcher.counts
-        by_source = self._feeds.delivered_by_name()
-        by_source["secondary"] = counts["secondary"]
-        by_source["ingest()"] = ingested - sum(by_source.values())
+        return snapshot(
+            self._router, self._queue, self._dispatcher, self._feeds, self._keeper, uptime=self._uptime()
+        )
+
+    def _uptime(self) -> float:
         started, stopped = self._started_at, self._stopped_at
-        uptime = 0.0 if started is None else (stopped or time.monotonic()) - started
-        return {
-            "ingested": ingested,
-            **totals,
-            "errors": counts["errors"],
-            "scheduled": len(self._dispatcher.scheduler.events),
-            "retrying": self._dispatcher.scheduler.retrying,
-            "queued": len(self._queue),
-            "high_water": self._queue.high_water,
-            "uptime": uptime,
-            "by_type": by_type,
-            "by_source": by_source,
-        }
+        return 0.0 if started is None else (stopped or time.monotonic()) - started
 
     def cleanup(self) -> None:
         """Close every source and forget every registration.
@@ -384,4 +384,3 @@ class AsyncEventNexus(NexusRegistry):
 
         with stop_signals(on_signal):
             await task
-

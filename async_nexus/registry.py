@@ -199,3 +199,5 @@ class NexusRegistry(NexusIntake):
         if self._state in (NexusState.STOPPING, NexusState.STOPPED):
             raise self._refusal(f"cannot add {source!r}")
         self._feeds.check_new(source)
+        if self._keeper is not None and source.checkpoints is None:
+            source.checkpoints = self._keeper.checkpoints

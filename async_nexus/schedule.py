@@ -24,12 +24,15 @@ class ScheduledEvent:
     :ivar when: when it is due, on the event loop's clock (``loop.time()``).
     """
 
-    __slots__ = ("event", "when", "_timer", "_scheduler")
+    __slots__ = ("event", "when", "_timer", "_scheduler", "_on_cancel")
 
-    def __init__(self, event: Event, when: float, scheduler: Scheduler) -> None:
+    def __init__(
+        self, event: Event, when: float, scheduler: Scheduler, on_cancel: Callable[[], None] | None
+    ) -> None:
         self.event, self.when = event, when
         self._timer: asyncio.TimerHandle | None = None
         self._scheduler = scheduler
+        self._on_cancel = on_cancel
 
     @property
     def pending(self) -> bool:
@@ -46,6 +49,8 @@ class ScheduledEvent:
             return False
         timer.cancel()
         self._scheduler.events.discard(self)
+        if self._on_cancel is not None:
+            self._on_cancel()
         return True
 
     def __repr__(self) -> str:
@@ -70,9 +75,15 @@ class Scheduler:
         """How many events wait for a retry."""
         return len(self.retries) + self.sleeping
 
-    def event_at(self, when: float, event: Event, deliver: Callable[[Event], None]) -> ScheduledEvent:
-        """Call ``deliver(event)`` at ``when`` (loop time), unless cancelled first."""
-        scheduled = ScheduledEvent(event, when, self)
+    def event_at(
+        self,
+        when: float,
+        event: Event,
+        deliver: Callable[[Event], None],
+        on_cancel: Callable[[], None] | None = None,
+    ) -> ScheduledEvent:
+        """Call ``deliver(event)`` at ``when`` (loop time), or ``on_cancel()`` if cancelled first."""
+        scheduled = ScheduledEvent(event, when, self, on_cancel)
 
         def due() -> None:
             scheduled._timer = None
@@ -102,10 +113,17 @@ class Scheduler:
             self.sleeping -= 1
 
     def cancel_all(self) -> tuple[int, int]:
-        """Forget everything not due (the nexus stops); how many events, and how many retries."""
+        """Forget everything not due (the nexus stops); how many events, and how many retries.
+
+        Unlike :meth:`ScheduledEvent.cancel`, this does not call ``on_cancel``: a journal
+        keeps the events for the next start.
+        """
         events, retries = len(self.events), len(self.retries)
-        for scheduled in list(self.events):
-            scheduled.cancel()
+        for scheduled in self.events:
+            timer, scheduled._timer = scheduled._timer, None
+            if timer is not None:
+                timer.cancel()
+        self.events.clear()
         for timer in self.retries:
             timer.cancel()
         self.retries.clear()

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from .errors import BadCall, RunawayChain
 from .events import Event
 from .items import DispatchTracer, Item, require_event
+from .keeper import Keeper
 from .queue import EventQueue
 from .requests import answer_to
 
@@ -32,6 +33,7 @@ class Owner(Protocol):
     max_chain: int
     tracer: DispatchTracer | None
     counts: dict[str, int]
+    keeper: Keeper | None
 
     def handling(self) -> Item | None:
         """The item the calling handler handles."""
@@ -58,7 +60,11 @@ def emit(owner: Owner, event: Any) -> None:
         )
     if owner.tracer is not None:
         owner.tracer.inject(event)
-    queue.put_forced(Item(event, depth), event.priority)
+    keeper = owner.keeper
+    if keeper is None:
+        queue.put_forced(Item(event, depth), event.priority)
+    else:  # kept like any accepted event; its row is staged before its parent's goes
+        queue.put_forced(keeper.item(event, keeper.keep(event), depth), event.priority)
     owner.counts["secondary"] += 1
 
 

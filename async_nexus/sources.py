@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Set
 from typing import Any, Protocol
 
+from .checkpoints import Checkpoints
 from .errors import BadCall, LoopStopped, MisconfiguredEventProducer, NoMoreEvents
 from .events import Event, EventFactory
 
@@ -113,6 +114,12 @@ def source_name(source: object) -> str:
 
 class EventSource:
     """Base class of everything that feeds events into a nexus."""
+
+    #: Where the source saves its position and reads it back at start
+    #: (:class:`~async_nexus.checkpoints.Checkpoints`): a nexus created with ``journal=``
+    #: sets it when the source is registered, and commits each save together with the
+    #: events the source produced before it. ``None``: nothing is saved.
+    checkpoints: Checkpoints | None = None
 
     @property
     def name(self) -> str:
