@@ -1,0 +1,66 @@
+"""A daemon with a journal, for the crash tests in tests/test_journal_crash.py.
+
+``python -m tests.daemons.journaled events JOURNAL ACCEPTED HANDLED FIRST LAST`` ingests the
+ids FIRST..LAST-1 (sixteen producers at a time), appending each id to ACCEPTED once its
+``await ingest()`` returned, and handles every event by appending its id to HANDLED. Once
+the events are in, it keeps running (replayed events are handled too) until killed.
+
+``python -m tests.daemons.journaled tail JOURNAL LOG HANDLED`` follows LOG with a
+:class:`~async_nexus.filetail.FileTail` from its beginning and appends each line it
+handles to HANDLED.
+
+Both print ``READY`` once the loop runs. Lines are written unbuffered by line: what a
+process wrote before it was killed is in the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+from async_nexus import AsyncEventNexus, Event
+from async_nexus.filetail import FileTail
+from async_nexus.journal import SqliteJournal
+
+PRODUCERS = 16
+
+
+async def events(journal: str, accepted_path: str, handled_path: str, first: int, last: int) -> None:
+    nexus = AsyncEventNexus(journal=SqliteJournal(journal, synchronous="normal"), maxsize=1000)
+    with open(accepted_path, "a", buffering=1) as accepted, open(handled_path, "a", buffering=1) as handled:
+        nexus.add_handler("job", lambda event, queue: handled.write(f"{event.id}\n"))
+        ids = iter(range(first, last))
+
+        async def produce() -> None:
+            for number in ids:  # shared: each id goes to one producer
+                await nexus.ingest(Event(number, "job", 0, {"n": number}))
+                accepted.write(f"{number}\n")
+
+        task = nexus.start()
+        print("READY", flush=True)
+        await asyncio.gather(*(produce() for _ in range(PRODUCERS)))
+        print("INGESTED", flush=True)
+        await task
+
+
+async def tail(journal: str, log: str, handled_path: str) -> None:
+    nexus = AsyncEventNexus(journal=SqliteJournal(journal, synchronous="normal"))
+    with open(handled_path, "a", buffering=1) as handled:
+
+        def handle(event: Event, queue: Any) -> None:
+            handled.write(f"{event.payload}\n")
+
+        nexus.add_handler("line", handle)
+        nexus.register(FileTail(log, start="beginning", poll_interval=0.01))
+        task = nexus.start()
+        print("READY", flush=True)
+        await task
+
+
+if __name__ == "__main__":
+    mode, *args = sys.argv[1:]
+    if mode == "events":
+        asyncio.run(events(args[0], args[1], args[2], int(args[3]), int(args[4])))
+    else:
+        asyncio.run(tail(*args))
