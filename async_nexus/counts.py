@@ -33,8 +33,8 @@ def snapshot(
         for name, count in per_type.items():
             totals[name] += count
     # Everything accepted is either dispatched or still queued: no counter on ingest.
-    ingested = totals["dispatched"] + len(queue)
     counts = dispatcher.counts
+    ingested = totals["dispatched"] + len(queue) - counts["retries queued"]
     by_source = feeds.delivered_by_name()
     by_source["secondary"] = counts["secondary"]
     by_source["ingest()"] = ingested - sum(by_source.values())

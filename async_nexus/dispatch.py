@@ -85,7 +85,7 @@ class Dispatcher(Outcomes):
         self.span: Any = None
         self.tracer: DispatchTracer | None = None
         self.joiners: list[asyncio.Future[None]] = []
-        self.counts = {"secondary": 0, "errors": 0}
+        self.counts = {"secondary": 0, "errors": 0, "retries queued": 0}
         #: The tasks of concurrent handlers, and how many of them still hold an event.
         self.tasks: set[asyncio.Task[None]] = set()
         self.busy = 0
@@ -245,6 +245,7 @@ class Dispatcher(Outcomes):
             self.current = None
             await self._wait()
             return
+        self.counts["retries queued"] -= 1
         token = ATTEMPT.set(item.attempt)  # the lane's task copies it, with the context
         if item.span is not None:
             self.span = item.span[1]
@@ -283,6 +284,7 @@ class Dispatcher(Outcomes):
 
         def due() -> None:
             self.busy -= 1
+            self.counts["retries queued"] += 1  # not a new event: stats() leaves it out of ingested
             self.queue.put_forced(retry, event.priority)
             self.nudge()
 

@@ -36,7 +36,7 @@ _SCALARS: dict[str, tuple[str, str, str]] = {
     "dispatched": ("events_dispatched", "counter", "Events taken from the queue by the dispatch loop."),
     "filtered": ("events_filtered", "counter", "Events consumed by a filter."),
     "unhandled": ("events_unhandled", "counter", "Events no handler and no default handler took."),
-    "failed": ("events_failed", "counter", "Events whose handling raised."),
+    "failed": ("events_failed", "counter", "Events whose handling finally failed (after retries)."),
     "errors": ("errors", "counter", "Reports to the error hook: failed events, failing sources and more."),
     "queued": ("queue_depth", "gauge", "Events in the queue now."),
     "high_water": ("queue_high_water", "gauge", "The most events the queue has held at once."),

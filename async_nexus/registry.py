@@ -59,8 +59,9 @@ class NexusRegistry(NexusIntake):
             was not created with ``multiple=True``.
         :raises MisconfiguredEventConsumer: (a :class:`TypeError`) ``handler`` cannot be
             called as ``handler(event, queue)``.
-        :param timeout: seconds an ``async`` handler may take per event; one that runs
-            longer is cancelled and fails with :class:`~async_nexus.errors.HandlerTimeout`.
+        :param timeout: seconds an ``async`` handler may take per event (per attempt, under
+            ``retry=``); one that runs longer is cancelled and fails with
+            :class:`~async_nexus.errors.HandlerTimeout`, which ``retry=`` retries like any failure.
         :raises BadCall: ``concurrency`` is not an int >= 1, ``key`` is not callable, or
             ``timeout`` is not a positive number for an ``async`` handler, or ``retry``
             is not a :class:`~async_nexus.Retry`.

@@ -118,7 +118,7 @@ class Scheduler:
         Unlike :meth:`ScheduledEvent.cancel`, this does not call ``on_cancel``: a journal
         keeps the events for the next start.
         """
-        events, retries = len(self.events), len(self.retries)
+        events, retries = len(self.events), self.retrying  # a keyed lane's waits too
         for scheduled in self.events:
             timer, scheduled._timer = scheduled._timer, None
             if timer is not None:

@@ -115,9 +115,9 @@ class StuckEntry(AsyncNexusError):
     def __init__(self, stream: str, entry_id: bytes, seconds: float) -> None:
         entry = entry_id.decode("ascii", "replace")
         super().__init__(
-            f"entry {entry} of stream {stream!r} has been held for {seconds:.0f}s and its "
-            "handling has not finished; a handler may hang. Give the handler timeout= to cut "
-            "it off, or raise stuck_after if it is just slow"
+            f"entry {entry} of stream {stream!r} has been held for {seconds:.1f}s and its "
+            "handling has not finished: a handler may hang, or its retries wait long. Give the "
+            "handler timeout= to cut it off, or raise stuck_after above its retry waits"
         )
         self.stream = stream
         self.entry_id = entry_id

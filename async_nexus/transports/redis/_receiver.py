@@ -76,8 +76,7 @@ class RedisStreamReceiver(EventProducer):
     :class:`StuckEntry`: its handler may hang.
 
     **Requests.** An event with ``correlation-id`` and ``reply-to`` headers is distributed
-    with a reply route: an answer given by its handler is written to the stream named by
-    ``reply-to``.
+    with a reply route: its handler's answer is added to the stream ``reply-to`` names.
 
     :param url: a redis-py URL (``redis://``, ``rediss://``, ``unix://``, with password).
     :param stream: the stream to read; it is created if missing.
@@ -92,7 +91,8 @@ class RedisStreamReceiver(EventProducer):
     :param claim_idle: entries pending this long (seconds) are taken over from other
         consumers.
     :param claim_interval: how often to look for them; ``claim_idle / 2`` by default.
-    :param dead_letter_stream: where malformed entries go; ``f"{stream}:dead"`` by default.
+    :param dead_letter_stream: where dead letters go (malformed, undeliverable, failed);
+        ``f"{stream}:dead"`` by default.
     :param max_deliveries: how many times an entry may be delivered without being
         acknowledged before it is dead-lettered; ``None``: no limit.
     :param reply_maxlen: approximate length bound of the reply streams answers are added to.
