@@ -12,6 +12,7 @@ from .consumers import (
 )
 from .domains import NexusGroup, run_all
 from .events import Event, EventFactory, EventTypeID, NamedEvent, NamedEventTypeVar
+from .filetail import FileTail
 from .nexus import AsyncEventNexus, NexusState
 from .policy import Retry, current_attempt
 from .schedule import ScheduledEvent
@@ -32,6 +33,7 @@ __all__ = [
     "EventProducer",
     "EventSource",
     "EventTypeID",
+    "FileTail",
     "FilterFunc",
     "GenericHandler",
     "NamedEvent",
