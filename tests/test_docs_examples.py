@@ -114,15 +114,17 @@ async def test_logwatch_alert_crosses_to_the_notifier(
 
 
 def test_parse_gives_types_and_priorities() -> None:
-    """``log.<level>`` types, errors before chatter, ``unparsed`` for the rest."""
+    """``log.<level>`` types with plain-dict payloads, errors before chatter, ``unparsed`` for the rest."""
     logwatch = load_example("logwatch")
-    from async_nexus import EventFactory
+    from async_nexus import Event
 
-    factory = EventFactory()
-    error = logwatch.parse("ERROR db: refused", factory=factory)
-    info = logwatch.parse("INFO web: up", factory=factory)
-    junk = logwatch.parse("junk", factory=factory)
-    assert (error.type, error.priority, error.payload.source) == ("log.error", -1, "db")
+    def parse(text: str) -> Event:
+        return logwatch.parse(Event(7, logwatch.LINE, 0, text), None)
+
+    error, info, junk = parse("ERROR db: refused"), parse("INFO web: up"), parse("junk")
+    assert (error.id, error.type, error.priority) == (7, "log.error", -1)
+    assert error.payload == {"level": "ERROR", "source": "db", "message": "refused"}
+    assert type(error.payload) is dict  # what the journal stores and gives back unchanged
     assert (info.type, info.priority) == ("log.info", 0)
     assert (junk.type, junk.payload) == ("unparsed", "junk")
 

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -79,7 +80,7 @@ def test_the_page_shows_imports_logger_and_main_block() -> None:
         if isinstance(node, (ast.Import, ast.ImportFrom))
         for alias in node.names
     }
-    assert {"asyncio", "logging", "os", "AsyncEventNexus", "Timer", "run_all"} <= imported
+    assert {"logging", "os", "AsyncEventNexus", "FileTail", "SqliteJournal", "Timer", "run_all"} <= imported
     assert re.search(r"^logger = logging\.getLogger\(", program, re.MULTILINE)
     assert 'if __name__ == "__main__":' in program
     assert "run_all(*build().values())" in program
@@ -96,22 +97,18 @@ def test_every_python_line_of_the_page_fits_the_column() -> None:
     assert wide == []
 
 
-def test_the_typed_in_program_runs_and_does_what_the_page_says(tmp_path: Path) -> None:
-    """The joined blocks run as a program: alerts, summaries, a graceful stop on SIGINT."""
-    program = tmp_path / "logwatch.py"
-    program.write_text(tutorial_program(), encoding="utf-8")
-    log = tmp_path / "app.log"
-    log.write_text("ERROR db: refused\nERROR db: refused\nINFO web: healthcheck ok\nERROR db: refused\n")
-    env = {
-        **os.environ,
-        "LOGWATCH_FILE": str(log),
-        "LOGWATCH_SUMMARY": "0.5",
-        "PYTHONUNBUFFERED": "1",
-    }
+def run_until(
+    program: Path,
+    env: dict[str, str],
+    done: Callable[[list[str]], bool],
+    then: Callable[[], None] | None = None,
+) -> tuple[list[str], str]:
+    """Run ``program`` until its output so far satisfies ``done``, then (after ``then()``) stop it
+    with SIGINT, as the page does with Ctrl-C; return what it printed and its stderr."""
     process = subprocess.Popen(
         [sys.executable, str(program)],
-        cwd=tmp_path,
-        env=env,
+        cwd=program.parent,
+        env={**env, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -120,15 +117,13 @@ def test_the_typed_in_program_runs_and_does_what_the_page_says(tmp_path: Path) -
         assert process.stdout is not None and process.stderr is not None
         seen: list[str] = []
         deadline = time.monotonic() + 20
-        while not any(line.startswith("summary #") and "ERROR=3" in line for line in seen):
+        while not done(seen):
             line = process.stdout.readline()
             assert line, f"it ended early; printed {seen!r}; stderr: {process.stderr.read()}"
             seen.append(line)
-            assert time.monotonic() < deadline, f"no summary with ERROR=3 yet; printed {seen!r}"
-        assert "ALERT db: 3 errors\n" in seen
-        with log.open("a") as file:  # appended while it runs: the follower picks it up
-            file.write("not a log line\n")
-        time.sleep(0.5)
+            assert time.monotonic() < deadline, f"not there yet; printed {seen!r}"
+        if then is not None:
+            then()
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=20)
     finally:
@@ -137,7 +132,47 @@ def test_the_typed_in_program_runs_and_does_what_the_page_says(tmp_path: Path) -
             process.communicate()
     assert process.returncode == 0, err
     assert "Error" not in err and "Traceback" not in err, err
+    return seen + out.splitlines(keepends=True), err
+
+
+def summary_with(counts: str) -> Callable[[list[str]], bool]:
+    """``done`` for :func:`run_until`: a summary line that shows ``counts`` was printed."""
+    return lambda seen: any(line.startswith("summary #") and counts in line for line in seen)
+
+
+def test_the_typed_in_program_runs_and_does_what_the_page_says(tmp_path: Path) -> None:
+    """The joined blocks run as a program: alerts, summaries, a graceful stop on SIGINT."""
+    program = tmp_path / "logwatch.py"
+    program.write_text(tutorial_program(), encoding="utf-8")
+    log = tmp_path / "app.log"
+    log.write_text("ERROR db: refused\nERROR db: refused\nINFO web: healthcheck ok\nERROR db: refused\n")
+    env = {**os.environ, "LOGWATCH_FILE": str(log), "LOGWATCH_SUMMARY": "0.5"}
+
+    def append_junk() -> None:
+        with log.open("a") as file:  # appended while it runs: the tail picks it up
+            file.write("not a log line\n")
+        time.sleep(0.5)
+
+    seen, err = run_until(program, env, summary_with("ERROR=3"), then=append_junk)
+    assert "ALERT db: 3 errors\n" in seen
     assert "cannot parse line 'not a log line'" in err
+    assert (tmp_path / "logwatch.journal").is_file()  # next to the log, as the page says
+
+
+def test_a_restart_reads_only_the_new_lines_and_raises_no_old_alert(tmp_path: Path) -> None:
+    """The page's restart: what was handled is not read again, what came while down is."""
+    program = tmp_path / "logwatch.py"
+    program.write_text(tutorial_program(), encoding="utf-8")
+    log = tmp_path / "app.log"
+    log.write_text("ERROR db: refused\nERROR db: refused\nINFO web: healthcheck ok\nERROR db: refused\n")
+    env = {**os.environ, "LOGWATCH_FILE": str(log), "LOGWATCH_SUMMARY": "0.3"}
+    first, _ = run_until(program, env, summary_with("ERROR=3"))
+    assert "ALERT db: 3 errors\n" in first
+    with log.open("a") as file:  # while it is down
+        file.write("ERROR db: refused\nWARNING cache: evicting 120 entries\n")
+    second, _ = run_until(program, env, summary_with("ERROR=1, WARNING=1"))
+    assert not [line for line in second if "ALERT" in line], second
+    assert not [line for line in second if "ERROR=3" in line or "ERROR=4" in line], second
 
 
 def test_the_program_refuses_a_log_file_that_does_not_exist(tmp_path: Path) -> None:

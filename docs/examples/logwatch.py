@@ -8,10 +8,15 @@ a daemon::
     python -m async_nexus run logwatch:build --app-dir docs/examples
 
 or directly, ``LOGWATCH_FILE=/tmp/app.log python docs/examples/logwatch.py``.
-SIGINT or SIGTERM stops it gracefully. Settings come from the environment:
+SIGINT or SIGTERM stops it gracefully. A journal keeps the lines read and
+not yet handled, and where in the file logwatch was: a restart goes on
+from there, and lines it handled before are not read again. Settings
+come from the environment:
 
 * ``LOGWATCH_FILE`` (required): the file to follow, which must exist;
-  lines appended to it are read as they come.
+  lines appended to it are read as they come, across rotations.
+* ``LOGWATCH_JOURNAL``: the journal's file (default: ``logwatch.journal``
+  in the folder of the log file).
 * ``LOGWATCH_SUMMARY``: seconds between summaries (default 60).
 * ``LOGWATCH_ALERT_AFTER``: errors from one source that raise an alert
   (default 3).
@@ -23,25 +28,23 @@ source, a message.
 # -- the imports ---------------------------------------------------------
 from __future__ import annotations
 
-import asyncio
 import collections
-import dataclasses
 import logging
 import os
 import re
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypedDict
 
 from async_nexus import (
     AsyncEventBoundary,
     AsyncEventNexus,
     Event,
-    EventConverter,
-    EventFactory,
+    FileTail,
     NamedEvent,
     Timer,
     run_all,
 )
+from async_nexus.codec import EventCodec
+from async_nexus.journal import SqliteJournal
 
 logger = logging.getLogger("logwatch")
 
@@ -49,9 +52,15 @@ logger = logging.getLogger("logwatch")
 # -- step 1: the events --------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class LogRecord:
-    """The payload of a parsed line."""
+# A line of the file, as it was read; payload: its text.
+LINE = "line"
+
+
+class LogRecord(TypedDict):
+    """The payload of a parsed line.
+
+    A plain dict: the journal stores it and gives it back as it is.
+    """
 
     level: str
     source: str
@@ -71,52 +80,23 @@ UNPARSED = "unparsed"
 SUMMARY = "summary"
 
 
-# -- step 2: a converter that follows a file -----------------------------
+# -- step 2: lines in, typed events out ----------------------------------
 
-LINE = re.compile(
+FORMAT = re.compile(
     r"^(?P<level>[A-Z]+)\s+(?P<source>[\w.-]+):\s*(?P<message>.*)$"
 )
 
 
-def parse(line: str, *, factory: EventFactory) -> Event:
-    """Turn one line into an event of type ``log.<level>``, or ``unparsed``."""
-    match = LINE.match(line)
+def parse(event: Event, queue: Any) -> Event:
+    """Handler for ``line``: the line as ``log.<level>``, or ``unparsed``."""
+    match = FORMAT.match(event.payload)
     if match is None:
-        return factory.create_event(line, event_type=UNPARSED)
-    record = LogRecord(**match.groupdict())
+        return Event(event.id, UNPARSED, payload=event.payload)
+    level, source, message = match.group("level", "source", "message")
+    record = LogRecord(level=level, source=source, message=message)
     # Errors jump the queue: when lines pile up, they go before the chatter.
-    priority = -1 if record.level == "ERROR" else 0
-    return factory.create_event(
-        record,
-        event_type=f"log.{record.level.lower()}",
-        priority=priority,
-    )
-
-
-class LogFollower(EventConverter):
-    """Yields an event per line of ``path``, then waits for more: tail -f."""
-
-    def __init__(
-        self, path: str, *, factory: EventFactory, poll: float = 0.1
-    ) -> None:
-        self.path = path
-        self.factory = factory
-        self.poll = poll
-
-    async def event_generator(self) -> AsyncIterator[Event]:
-        with open(self.path, encoding="utf-8", errors="replace") as file:
-            partial = ""
-            while True:
-                chunk = file.readline()
-                if not chunk:
-                    # At the end: wait for the file to grow.
-                    await asyncio.sleep(self.poll)
-                    continue
-                partial += chunk
-                if not partial.endswith("\n"):
-                    continue  # the writer is half-way through a line
-                line, partial = partial.rstrip("\n"), ""
-                yield parse(line, factory=self.factory)
+    priority = -1 if level == "ERROR" else 0
+    return Event(event.id, f"log.{level.lower()}", priority, record)
 
 
 # -- step 3: a filter ----------------------------------------------------
@@ -126,9 +106,10 @@ def drop_noise(event: Event, queue: Any) -> bool:
     """Consume blank lines and health checks: nobody needs to see them."""
     if event.type == UNPARSED:
         return not event.payload.strip()
-    if not isinstance(event.payload, LogRecord):
+    if not str(event.type).startswith("log."):
         return False
-    return event.payload.message.startswith("healthcheck")
+    record: LogRecord = event.payload
+    return record["message"].startswith("healthcheck")
 
 
 # -- step 4: handlers, and a secondary event -----------------------------
@@ -147,7 +128,7 @@ class Watch:
 
     def count(self, event: Event, queue: Any) -> None:
         """Handler for ``log.*``: count the line under its level."""
-        self.levels[event.payload.level] += 1
+        self.levels[event.payload["level"]] += 1
 
     def error(self, event: Event, queue: Any) -> Alert | None:
         """Handler for ``log.error``: count it, and alert.
@@ -155,7 +136,7 @@ class Watch:
         Every ``alert_after`` errors of one source, it returns an alert.
         """
         self.count(event, queue)
-        source = event.payload.source
+        source = event.payload["source"]
         self.errors[source] += 1
         if self.errors[source] % self.alert_after == 0:
             payload = {"source": source, "errors": self.errors[source]}
@@ -212,14 +193,21 @@ def build() -> dict[str, AsyncEventNexus]:
         raise SystemExit("logwatch: set LOGWATCH_FILE to the file to follow")
     if not os.path.isfile(path):
         raise SystemExit(f"logwatch: {path} does not exist; create it first")
+    folder = os.path.dirname(os.path.abspath(path))
+    kept_in = os.environ.get(
+        "LOGWATCH_JOURNAL", os.path.join(folder, "logwatch.journal")
+    )
     alert_after = int(os.environ.get("LOGWATCH_ALERT_AFTER", "3"))
     every = float(os.environ.get("LOGWATCH_SUMMARY", "60"))
     watch = Watch(alert_after=alert_after)
 
-    nexus = AsyncEventNexus()
-    nexus.register(LogFollower(path, factory=nexus))
+    # Alerts are named events: the journal's codec must know their class.
+    codec = EventCodec(named_events=[Alert])
+    nexus = AsyncEventNexus(journal=SqliteJournal(kept_in, codec=codec))
+    nexus.register(FileTail(path, event_type=LINE, start="beginning"))
     nexus.add_producer(Timer(every, type=Timer.ONGOING, event_type=SUMMARY))
     nexus.add_filter(drop_noise)
+    nexus.add_handler(LINE, parse)
     nexus.add_handler("log.*", watch.count)
     nexus.add_handler("log.error", watch.error)
     nexus.add_handler(SUMMARY, watch.summary)
