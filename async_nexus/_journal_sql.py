@@ -7,7 +7,6 @@ the connection is only ever touched by that thread.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import time
@@ -130,6 +129,8 @@ def acquire_lock(path: Path) -> int:
     except OSError as exc:
         raise JournalError(f"cannot create the lock file {lock_path} of the journal {path}: {exc}") from exc
     try:
+        import fcntl  # here: POSIX only, and importing the package must work everywhere
+
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
@@ -160,6 +161,8 @@ def release_lock(fd: int) -> None:
     """
     try:
         os.ftruncate(fd, 0)
+        import fcntl
+
         fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

@@ -54,7 +54,7 @@ from . import _journal_sql as sql
 from ._journal_groups import GroupCommitter
 from .codec import EventCodec
 from .errors import BadCall, DecodeError, JournalError, NotAnEvent
-from .events import Event
+from .events import Event, NamedEvent
 
 __all__ = ["REDELIVERED", "JournalEntry", "SqliteJournal"]
 
@@ -222,6 +222,13 @@ class SqliteJournal:
             if not math.isfinite(due):
                 raise ValueError(f"due must be a finite time, not {due!r}")
             due = float(due)
+        if isinstance(event, NamedEvent) and self._codec._registry.get(str(event.type)) is not type(event):
+            # It would be stored, and then refused at the next open: no nexus could start.
+            raise TypeError(
+                f"the journal cannot store event {event.id!r}: its class {type(event).__qualname__} is "
+                "not registered with the journal's codec, so it could not be read back; give the "
+                "journal SqliteJournal(path, codec=EventCodec(named_events=[...])) with it"
+            )
         try:
             body = self._codec.encode(event)
         except NotAnEvent:

@@ -31,6 +31,8 @@ __all__ = ["AsyncEventNexus"]
 logger = logging.getLogger("async_nexus")
 
 _RUNNING = (NexusState.STARTING, NexusState.LOOPING, NexusState.STOPPING)
+#: Journals being closed after a loop that never ran (a task needs a reference to live).
+_CLOSING: set[asyncio.Task[None]] = set()
 
 
 class AsyncEventNexus(NexusRegistry):
@@ -68,9 +70,8 @@ class AsyncEventNexus(NexusRegistry):
         ``in-reply-to``. ``event`` itself is not changed; a copy with the header is sent.
 
         From a concurrent handler (``concurrency=N``) the request goes ahead of every
-        queued event and is taken even by a full registration, so the caller never waits
-        for room it holds itself. A handler that runs in the loop cannot wait for an
-        answer the loop would have to dispatch: there it raises :class:`BadCall`.
+        queued event and is taken even by a full registration: the caller never waits for
+        room it holds. From a handler that runs in the loop it raises :class:`BadCall`.
 
         >>> async def main():
         ...     async with AsyncEventNexus() as nexus:
@@ -157,7 +158,20 @@ class AsyncEventNexus(NexusRegistry):
             ) from None
         self._state = NexusState.STARTING
         self._task = asyncio.create_task(self._loop(), name="async_nexus loop")
+        self._task.add_done_callback(self._loop_ended)
         return self._task
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        if self._state is NexusState.STOPPED:
+            return
+        # Cancelled before its first turn: none of what _loop does at its end has happened.
+        self._state = NexusState.STOPPED
+        self._accepting = self._sources_open = False
+        self._dispatcher.refusing = True
+        self._dispatcher.wake_joiners()
+        if self._keeper is not None:
+            (closing := asyncio.ensure_future(self._close_journal())).add_done_callback(_CLOSING.discard)
+            _CLOSING.add(closing)
 
     async def loop_forever(self) -> None:
         """Run the loop until :meth:`stop` (graceful) or cancellation (hard stop).

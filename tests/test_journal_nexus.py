@@ -265,3 +265,28 @@ async def test_a_file_tail_resumes_where_it_was(tmp_path: Path) -> None:
         await again.wait_for(2)
     assert [e.payload for e in recorder.events] == ["one", "two"]
     assert [e.payload for e in again.events] == ["three", "four"]
+
+
+async def test_a_loop_cancelled_before_its_first_turn_still_lets_go_of_the_journal(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    nexus = AsyncEventNexus(journal=path)
+    task = nexus.start()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert nexus.state is AsyncEventNexus.STOPPED
+    journal = nexus._keeper.journal  # type: ignore[union-attr]
+    while journal._state != "closed":  # closing runs in a task of its own
+        await asyncio.sleep(0.01)
+    AsyncEventNexus(journal=path)  # not locked any more
+
+
+class Unregistered(NamedEvent):
+    """A named event the journal's codec does not know."""
+
+
+async def test_a_named_event_the_codec_does_not_know_is_refused_at_once(tmp_path: Path) -> None:
+    nexus = AsyncEventNexus(journal=tmp_path / "events.db")
+    async with nexus:
+        with pytest.raises(TypeError, match="Unregistered is not registered with the journal's codec"):
+            await nexus.ingest(Unregistered(1, "x"))
