@@ -30,7 +30,6 @@ made (``pip install 'async-nexus[msgpack]'``) and pydantic is never imported.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import math
@@ -38,6 +37,7 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any, Literal
 
+from ._codec_values import plain_value
 from .errors import DecodeError, NotAnEvent
 from .events import Event, NamedEvent
 
@@ -48,8 +48,6 @@ WIRE_VERSION = 1
 
 _RAW_LIMIT = 512
 _REQUIRED = ("v", "id", "type", "priority", "payload", "headers", "named")
-_MSGPACK_INT_MIN = -(2**63)
-_MSGPACK_INT_MAX = 2**64 - 1
 _MSGPACK_HINT = "pip install 'async-nexus[msgpack]'"
 
 
@@ -191,60 +189,20 @@ class EventCodec:
                         f"{key!r} with {type(value).__qualname__} value"
                     )
             headers = {str.__str__(k): str.__str__(v) for k, v in headers.items()}
+        limit = self._msgpack is not None  # MessagePack carries 64-bit integers only
         try:
-            payload = self._plain(event.payload, "payload")
+            payload = plain_value(event.payload, "payload", limit)
         except RecursionError as exc:
             raise ValueError(f"payload of event {event.id!r} is nested too deeply or circular") from exc
         return {
             "v": WIRE_VERSION,
-            "id": self._plain(event.id, "id"),
-            "type": self._plain(event_type, "type"),
+            "id": plain_value(event.id, "id", limit),
+            "type": plain_value(event_type, "type", limit),
             "priority": int(priority),
             "payload": payload,
             "headers": headers,
             "named": named,
         }
-
-    def _plain(self, value: Any, where: str) -> Any:
-        """Return ``value`` as plain JSON types (exact ``int``/``str``/``list``/``dict``...)."""
-        if value is None or value is True or value is False:
-            return value
-        if isinstance(value, str):
-            return value if type(value) is str else str.__str__(value)
-        if isinstance(value, bool):  # a bool subclass can't exist, but keep ints honest
-            return bool(value)
-        if isinstance(value, int):
-            number = int(value)
-            if self._msgpack is not None and not _MSGPACK_INT_MIN <= number <= _MSGPACK_INT_MAX:
-                raise ValueError(f"{where} holds an integer MessagePack cannot carry (64 bits): {number}")
-            return number
-        if isinstance(value, float):
-            number_f = float(value)
-            if not math.isfinite(number_f):
-                raise ValueError(f"{where} holds a non-finite float ({number_f!r}), which JSON cannot carry")
-            return number_f
-        if isinstance(value, (list, tuple)):
-            return [self._plain(item, f"{where}[{index}]") for index, item in enumerate(value)]
-        if isinstance(value, dict):
-            result: dict[str, Any] = {}
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    raise TypeError(
-                        f"{where} is a dict with a {type(key).__qualname__} key ({key!r}); "
-                        "only str keys can be encoded"
-                    )
-                result[str.__str__(key)] = self._plain(item, f"{where}[{key!r}]")
-            return result
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return self._plain(dataclasses.asdict(value), where)
-        model_dump = getattr(value, "model_dump", None)
-        if callable(model_dump) and not isinstance(value, type):
-            return self._plain(model_dump(mode="json"), where)
-        raise TypeError(
-            f"cannot encode {where} of type {type(value).__module__}.{type(value).__qualname__}: "
-            "payloads must be JSON values (None, bool, int, float, str, list, dict with str keys), "
-            "dataclass instances or objects with model_dump()"
-        )
 
     # -- decoding -----------------------------------------------------------------------------
 
