@@ -126,7 +126,12 @@ def _round(plan: Plan, keys: list[str], impls: list[str], outs: Outputs) -> None
         ours = take(key, "nexus", "nexus", {**base, "producers": DURABLE_PRODUCERS})
         if latency and ours is not None:
             rate = plan.durable_events / ours["seconds"] / 2
-            params = {"n": plan.durable_latency_events, "rate": rate, "synchronous": level}
+            params = {
+                "n": plan.durable_latency_events,
+                "rate": rate,
+                "synchronous": level,
+                "producers": DURABLE_PRODUCERS,
+            }
             take("durable_latency", "nexus", "nexus_latency", params)
         if key not in keys:
             continue
@@ -207,12 +212,17 @@ def _latency(results: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     detail: dict[str, Any] = {stat: statistics.median(r[stat] for r in results) for stat in ("p50", "p99")}
     detail["max"] = max(r["max"] for r in results)
     detail["rate"] = statistics.median(r["rate"] for r in results)
-    detail["samples"] = [{k: r[k] for k in ("p50", "p99", "max", "rate")} for r in results]
+    detail["lag_p99"] = statistics.median(r["lag_p99"] for r in results)
+    detail["lag_max"] = max(r["lag_max"] for r in results)
+    stats = ("p50", "p99", "max", "rate", "lag_p99", "lag_max")
+    detail["rounds"] = [{k: r[k] for k in stats} for r in results]
     detail.update(_journal(results))
     detail["filesystem"] = kind
+    detail["producers"] = DURABLE_PRODUCERS
     note = (
         f"groups of {detail['group']:,.1f}; longest commit {detail['longest_commit_s'] * 1e3:,.1f} ms, "
-        f"longest loop stall {detail['longest_loop_stall_s'] * 1e3:,.1f} ms"
+        f"longest loop stall {detail['longest_loop_stall_s'] * 1e3:,.1f} ms; sends behind the pace "
+        f"by {detail['lag_p99']:,.1f} ms at p99"
     )
     return {"value": detail["p99"], "detail": detail, "note": note}
 

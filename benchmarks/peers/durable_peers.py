@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from time import perf_counter
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import async_nexus
 from async_nexus import AsyncEventNexus, Event
@@ -85,28 +85,46 @@ class _Handler:
 # -- async-nexus ---------------------------------------------------------------------------------
 
 
-async def _journalled(synchronous: str, directory: str) -> tuple[AsyncEventNexus, Any, Path]:
-    from async_nexus.journal import SqliteJournal
+class _Hub:
+    """A nexus on a fresh journal, with the one sync handler registered and the loop started."""
 
-    path = _fresh(directory) / "journal.db"
-    journal = SqliteJournal(path, synchronous="full" if synchronous == "full" else "normal")
-    return AsyncEventNexus(journal=journal), journal, path
+    def __init__(self, n: int, synchronous: str, directory: str) -> None:
+        from async_nexus.journal import SqliteJournal
 
+        self.path = _fresh(directory) / "journal.db"
+        level: Literal["full", "normal"] = "full" if synchronous == "full" else "normal"
+        self.journal = SqliteJournal(self.path, synchronous=level)
+        self.nexus = AsyncEventNexus(journal=self.journal)
+        self.count, self.handler = Countdown(n), _Handler()
 
-async def _settled(journal: Any) -> None:
-    """Until the last removals are on disk: nothing staged, no group being written."""
-    while journal.pending_commit():
-        await journal.commit()
+        def handle(event: Event, queue: Any) -> None:
+            self.handler(event)
+            self.count.hit()
 
+        self.nexus.add_handler(TYPE, handle)
+        self.task = self.nexus.start()
 
-def _journal_figures(journal: Any) -> dict[str, float]:
-    stats = journal.stats()
-    return {
-        "group": float(stats["events_per_commit"]),
-        "commits": float(stats["commits"]),
-        "longest_commit_s": float(stats["longest_commit_s"]),
-        "longest_loop_stall_s": float(stats["longest_loop_stall_s"]),
-    }
+    async def settled(self) -> dict[str, Any]:
+        """Once every event was handled and the last removals are on disk: the journal's figures.
+
+        Nothing is staged and no group is being written by then; the nexus is then stopped.
+        """
+        await self.count.wait()
+        journal = self.journal
+        while journal.pending_commit():
+            await journal.commit()
+        stats = journal.stats()
+        return {
+            "group": float(stats["events_per_commit"]),
+            "commits": float(stats["commits"]),
+            "longest_commit_s": float(stats["longest_commit_s"]),
+            "longest_loop_stall_s": float(stats["longest_loop_stall_s"]),
+        }
+
+    async def close(self) -> dict[str, int]:
+        self.nexus.stop()
+        await self.task
+        return {"handled": self.handler.handled, "left": _rows(self.path, "journal_events")}
 
 
 async def nexus(n: int, synchronous: str, directory: str, producers: int) -> dict[str, Any]:
@@ -115,16 +133,8 @@ async def nexus(n: int, synchronous: str, directory: str, producers: int) -> dic
     An ``await ingest()`` returns once its event is durable, so the events of all the
     producers waiting meanwhile share one group commit.
     """
-    hub, journal, path = await _journalled(synchronous, directory)
-    count, handler = Countdown(n), _Handler()
-
-    def handle(event: Event, queue: Any) -> None:
-        handler(event)
-        count.hit()
-
-    hub.add_handler(TYPE, handle)
-    task = hub.start()
-    ingest = hub.ingest
+    hub = _Hub(n, synchronous, directory)
+    ingest = hub.nexus.ingest
 
     async def produce(first: int) -> None:
         for i in range(first, n, producers):
@@ -132,68 +142,59 @@ async def nexus(n: int, synchronous: str, directory: str, producers: int) -> dic
 
     started = perf_counter()
     await asyncio.gather(*(produce(k) for k in range(min(producers, n))))
-    await count.wait()
-    await _settled(journal)
+    figures = await hub.settled()
     seconds = perf_counter() - started
-    figures = _journal_figures(journal)
-    hub.stop()
-    await task
-    return {"seconds": seconds, "handled": handler.handled, "left": _rows(path, "journal_events"), **figures}
+    return {"seconds": seconds, **figures, **await hub.close()}
 
 
-async def nexus_latency(n: int, rate: float, synchronous: str, directory: str) -> dict[str, Any]:
-    """Events offered at ``rate`` per second, each by a task of its own; how long each
-    ``await ingest()`` took, p50, p99 and max in milliseconds.
+async def nexus_latency(
+    n: int, rate: float, synchronous: str, directory: str, producers: int
+) -> dict[str, Any]:
+    """The producers of :func:`nexus`, paced so that together they offer ``rate`` events per
+    second; how long each ``await ingest()`` took: p50, p99 and max in milliseconds.
 
-    The pace is kept on the loop clock: every time the producer wakes it starts the events
-    whose moment has come (the loop's timers wake it about once a millisecond).
+    Event ``i`` is due ``i / rate`` seconds after the start, on the loop clock; the producer
+    whose turn it is sleeps until then, or sends at once when its previous ingest kept it
+    past that moment. How far behind the schedule the sends started (``lag``, p99 and max)
+    tells whether the pace was held.
     """
-    hub, journal, path = await _journalled(synchronous, directory)
-    count, handler = Countdown(n), _Handler()
-
-    def handle(event: Event, queue: Any) -> None:
-        handler(event)
-        count.hit()
-
-    hub.add_handler(TYPE, handle)
-    task = hub.start()
-    ingest = hub.ingest
-    samples: list[float] = []
-    sends: set[asyncio.Task[None]] = set()
-
-    async def send(i: int) -> None:
-        event = reading(i)
-        started = perf_counter()
-        await ingest(event)
-        samples.append(perf_counter() - started)
-
+    hub = _Hub(n, synchronous, directory)
+    ingest = hub.nexus.ingest
     loop = asyncio.get_running_loop()
-    start, i = loop.time(), 0
-    while i < n:
-        due = min(n, int((loop.time() - start) * rate) + 1)
-        while i < due:
-            sending = asyncio.ensure_future(send(i))
-            sends.add(sending)
-            sending.add_done_callback(sends.discard)
-            i += 1
-        if i < n:
-            await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
-    await asyncio.gather(*sends)
-    await count.wait()
-    await _settled(journal)
-    figures = _journal_figures(journal)
-    hub.stop()
-    await task
-    ordered = sorted(samples)
+    samples: list[float] = []
+    lags: list[float] = []
+
+    async def produce(first: int) -> None:
+        for i in range(first, n, producers):
+            ahead = start + i / rate - loop.time()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            event = reading(i)
+            began = perf_counter()
+            await ingest(event)
+            samples.append(perf_counter() - began)
+            lags.append(max(0.0, -ahead))
+
+    start = loop.time()
+    await asyncio.gather(*(produce(k) for k in range(min(producers, n))))
+    figures = await hub.settled()
+    return {
+        **_percentiles(samples),
+        **_percentiles(lags, "lag_"),
+        "rate": rate,
+        **figures,
+        **await hub.close(),
+    }
+
+
+def _percentiles(seconds: list[float], prefix: str = "") -> dict[str, float]:
+    """p50, p99 and max of ``seconds``, in milliseconds."""
+    ordered = sorted(seconds)
     last = len(ordered) - 1
     return {
-        "p50": ordered[last // 2] * 1e3,
-        "p99": ordered[int(last * 0.99)] * 1e3,
-        "max": ordered[last] * 1e3,
-        "rate": rate,
-        "handled": handler.handled,
-        "left": _rows(path, "journal_events"),
-        **figures,
+        f"{prefix}p50": ordered[last // 2] * 1e3,
+        f"{prefix}p99": ordered[int(last * 0.99)] * 1e3,
+        f"{prefix}max": ordered[last] * 1e3,
     }
 
 
