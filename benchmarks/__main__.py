@@ -26,6 +26,7 @@ from typing import Any
 from . import durable, peer_venv, plot, redis_scenario, report, runner
 from .peers import IMPLEMENTATIONS, REQUIRES
 from .plan import (
+    DURABLE,
     FULL,
     GROUPS,
     IO_CONCURRENCY,
@@ -130,6 +131,8 @@ def measure_all(impls: list[str], keys: list[str], loops: list[str], plan: Any) 
     drifts (a shared or virtual one) then slows every implementation of a round alike,
     and the ratios, taken round by round, stay fair.
     """
+    if all(key == "redis" or key in DURABLE for key in keys):
+        return []  # scenarios 7 and 9 drive their own peers: no interpreter (nor venv) to prepare
     groups = [
         [[name, dict(params)] for name, params in group if params.get("key", name) in keys]
         for group in child_tasks(plan)
