@@ -23,10 +23,12 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from . import peer_venv, plot, redis_scenario, report, runner
+from . import durable, peer_venv, plot, redis_scenario, report, runner
 from .peers import IMPLEMENTATIONS, REQUIRES
 from .plan import (
+    DURABLE,
     FULL,
+    GROUPS,
     IO_CONCURRENCY,
     IO_IDEAL,
     IO_OVERLOAD_SLEEP,
@@ -44,7 +46,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one run each: a smoke test")
-    parser.add_argument("--only", default="", help=f"comma-separated scenario keys of {list(SCENARIOS)}")
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated scenario keys of {list(SCENARIOS)}, or {list(GROUPS)} for all of its keys",
+    )
     parser.add_argument(
         "--impl", default="", help=f"comma-separated implementations of {list(IMPLEMENTATIONS)}"
     )
@@ -77,8 +83,9 @@ def render() -> int:
     return 1 if why else 0
 
 
-def _chosen(text: str, known: Any, what: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()] or list(known)
+def _chosen(text: str, known: Any, what: str, groups: dict[str, tuple[str, ...]] | None = None) -> list[str]:
+    named = [n.strip() for n in text.split(",") if n.strip()]
+    names = [k for n in named for k in (groups or {}).get(n, (n,))] or list(known)
     unknown = [n for n in names if n not in known]
     if unknown:
         raise SystemExit(f"unknown {what}: {', '.join(unknown)}; choose from {', '.join(known)}")
@@ -124,6 +131,8 @@ def measure_all(impls: list[str], keys: list[str], loops: list[str], plan: Any) 
     drifts (a shared or virtual one) then slows every implementation of a round alike,
     and the ratios, taken round by round, stay fair.
     """
+    if all(key == "redis" or key in DURABLE for key in keys):
+        return []  # scenarios 7 and 9 drive their own peers: no interpreter (nor venv) to prepare
     groups = [
         [[name, dict(params)] for name, params in group if params.get("key", name) in keys]
         for group in child_tasks(plan)
@@ -209,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.render:
         return render()
-    keys = _chosen(args.only, SCENARIOS, "scenario")
+    keys = _chosen(args.only, SCENARIOS, "scenario", GROUPS)
     impls = _chosen(args.impl, IMPLEMENTATIONS, "implementation")
     plan = QUICK if args.quick else FULL
     loops = ["asyncio"] + (["uvloop"] if find_spec("uvloop") and not args.no_uvloop else [])
@@ -220,11 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = measure_all(impls, keys, loops, plan)
     if "redis" in keys:
         rows += redis_scenario.measure(plan, with_nexus="nexus" in impls)
+    rows += durable.measure(plan, keys)
     rows += ideal_rows(keys)
     versions = {r["impl"]: r["version"] for r in rows if r["version"]}
     for r in rows:
         r["version"] = r["version"] or versions.get(r["impl"], "")
-    order = {k: i for i, k in enumerate(["ideal", *IMPLEMENTATIONS, *redis_scenario.IMPLEMENTATIONS])}
+    every = ["ideal", *IMPLEMENTATIONS, *redis_scenario.IMPLEMENTATIONS, *durable.IMPLEMENTATIONS]
+    order = {k: i for i, k in enumerate(every)}
     keys_order = list(SCENARIOS)
     rows.sort(key=lambda r: (keys_order.index(r["key"]), r["loop"] != "asyncio", order.get(r["impl"], 99)))
     print()

@@ -17,10 +17,13 @@ class Plan:
     redis_events: int
     io_events: int  # scenario 8
     io_overload_events: int
+    durable_events: int  # scenario 9, at each synchronous level
+    durable_latency_events: int
     warmup: int
     runs: int  # the median of these is reported
     memory_runs: int
     io_memory_runs: int
+    durable_runs: int  # rounds of scenario 9; the median of these is reported
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -34,10 +37,13 @@ FULL = Plan(
     100_000,
     io_events=10_000,
     io_overload_events=1_000_000,
+    durable_events=100_000,
+    durable_latency_events=50_000,
     warmup=1,
     runs=5,
     memory_runs=5,
     io_memory_runs=1,
+    durable_runs=3,
 )
 QUICK = Plan(
     5_000,
@@ -47,10 +53,13 @@ QUICK = Plan(
     5_000,
     io_events=500,
     io_overload_events=20_000,
+    durable_events=2_000,
+    durable_latency_events=2_000,
     warmup=0,
     runs=1,
     memory_runs=1,
     io_memory_runs=1,
+    durable_runs=1,
 )
 
 #: The implementations that also run on uvloop: those the goals compare with. aiopubsub
@@ -102,14 +111,28 @@ SCENARIOS = {
     "io_bound": Scenario(f"8: I/O-bound, {IO_CONCURRENCY} at once", "events/s", True),
     "io_bound_keyed": Scenario(f"8: I/O-bound, {IO_KEYS:,} keys", "events/s", True),
     "io_overload": Scenario("8: I/O-bound, memory growth", "MB", False),
+    "durable_full": Scenario("9: durable, synchronous=full", "events/s", True),
+    "durable_normal": Scenario("9: durable, synchronous=normal", "events/s", True),
+    "durable_latency": Scenario("9: durable, await ingest at half rate", "ms", False),
 }
 
 #: The scenarios measured as the growth of a fresh process's peak resident memory.
 MEMORY = ("overload", "io_overload")
 
+#: Scenario 9 (benchmarks/durable.py): its result keys, and ``--only durable`` for all three.
+DURABLE = ("durable_full", "durable_normal", "durable_latency")
+GROUPS: dict[str, tuple[str, ...]] = {"durable": DURABLE}
+#: Scenario 9: the producer tasks that feed the nexus at once, each awaiting its ingest().
+DURABLE_PRODUCERS = 100
+
 
 def measured(key: str, impl: str, loop: str = "asyncio") -> bool:
-    """Whether ``impl`` takes part in scenario ``key`` on ``loop``."""
+    """Whether ``impl`` takes part in scenario ``key`` on ``loop``.
+
+    Scenario 9 has peers of its own, driven by benchmarks/durable.py: none of these.
+    """
+    if key in DURABLE:
+        return False
     if key in IO_IMPLS:
         return loop == "asyncio" and impl in IO_IMPLS[key]
     return impl != "semaphore" and (loop == "asyncio" or impl in ON_UVLOOP)
@@ -167,4 +190,9 @@ GOALS = [
         f"I/O-bound, {IO_CONCURRENCY} at once >= 1.0x asyncio.Semaphore", "io_bound", "semaphore", 1.0, True
     ),
     Goal("memory growth under I/O-bound overload < 30 MB", "io_overload", "", 30.0, False),
+    Goal("durable, synchronous=full >= 20x persist-queue", "durable_full", "persist_queue", 20.0, True),
+    Goal("durable, synchronous=normal >= 20x persist-queue", "durable_normal", "persist_queue", 20.0, True),
+    Goal("durable, synchronous=full >= 0.5x bare sqlite3", "durable_full", "sqlite_floor", 0.5, True),
+    Goal("durable, synchronous=normal >= 0.5x bare sqlite3", "durable_normal", "sqlite_floor", 0.5, True),
+    Goal("durable: await ingest p99 < 5 ms at half the rate (normal)", "durable_latency", "", 5.0, False),
 ]

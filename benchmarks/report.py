@@ -55,6 +55,10 @@ def result_text(r: dict[str, Any]) -> str:
     if r["key"] == "latency":
         d = r["detail"]
         return f"p50 {d['p50']:,.1f} / p99 {d['p99']:,.1f} / max {d['max']:,.0f} µs at {d['rate']:,.0f}/s"
+    if r["key"] == "durable_latency":
+        d = r["detail"]
+        text = f"p50 {d['p50']:,.2f} / p99 {d['p99']:,.2f} / max {d['max']:,.1f} ms at {d['rate']:,.0f}/s"
+        return f"{text} ({r['note']})"
     text = f"{r['value']:,.0f} {unit}" if r["value"] >= 100 else f"{r['value']:,.2f} {unit}"
     return f"{text} ({r['note']})" if r["note"] else text
 
@@ -131,6 +135,9 @@ def cell_text(r: dict[str, Any]) -> str:
     if r["key"] == "latency":
         d = r["detail"]
         return f"{d['p99']:,.1f} ({d['p50']:,.1f}, {d['max']:,.0f}) at {_short(d['rate'])}/s"
+    if r["key"] == "durable_latency":
+        d = r["detail"]
+        return f"{d['p99']:,.2f} ({d['p50']:,.2f}, {d['max']:,.1f}) at {_short(d['rate'])}/s; {r['note']}"
     text = f"{r['value']:,.0f}" if r["value"] >= 100 else f"{r['value']:,.2f}"
     note = str(r["note"])
     if note.startswith("stopped"):  # "stopped at 1,024 MB resident: grows without bound"
@@ -193,8 +200,9 @@ def write_rst(path: Path, run: dict[str, Any], images: str, chart_name: Any = No
                 f"   :alt: {scenario.title}: a bar per implementation and loop",
                 "",
             ]
-        if key == "latency":
-            out += ["In each cell: p99 (p50, max) in µs, at the rate offered.", ""]
+        if key in ("latency", "durable_latency"):
+            unit = "µs" if key == "latency" else "ms"
+            out += [f"In each cell: p99 (p50, max) in {unit}, at the rate offered.", ""]
         on = [loop for loop in loops if any(r["loop"] == loop for r in cells)]
         out += [".. list-table::", "   :header-rows: 1", "", "   * - implementation"]
         for loop in on:

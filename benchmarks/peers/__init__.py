@@ -5,9 +5,10 @@ A module has ``NAME``, ``version()``, ``UNSUPPORTED`` (scenario -> why not) and 
 ``routing(n, types)``, ``fanout(n, handlers)`` (each returns elapsed seconds),
 ``latency(n, rate)`` (a :class:`~peers.work.Latencies`) and ``overload(n)``; those of
 scenario 8 also ``io_bound(n, sleep, concurrency, keys=0)`` (seconds) and
-``io_overload(n, sleep, concurrency)``.
-Modules import only relatively, so ``child.py`` can load them as the top-level package
-``peers`` from any interpreter, including the venv that holds async-nexus 1.0.2.
+``io_overload(n, sleep, concurrency)``. ``durable_peers`` stands apart: it holds every
+implementation of scenario 9, a function each, which ``benchmarks/durable.py`` runs one
+per child. Modules import only relatively, so ``child.py`` can load them as the top-level
+package ``peers`` from any interpreter, including the venv that holds async-nexus 1.0.2.
 """
 
 #: Module name -> shown name, in the order of the table.
