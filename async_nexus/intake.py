@@ -290,11 +290,11 @@ class NexusIntake(EventFactory):
         keeper = self._keeper
         assert keeper is not None
         when = asyncio.get_running_loop().time() + delay
-        due = lambda event: self._queue_due(keeper.item(event, seq))  # noqa: E731
+        due = lambda event: self._queue_due(event, keeper.item(event, seq))  # noqa: E731
         return self._dispatcher.scheduler.event_at(when, event, due, lambda: keeper.forget(seq))
 
-    def _queue_due(self, item: Event | Item) -> None:
-        self._queue.put_forced(item, item.event.priority if isinstance(item, Item) else item.priority)
+    def _queue_due(self, event: Event, item: Item | None = None) -> None:
+        self._queue.put_forced(event if item is None else item, event.priority)
         self._dispatcher.nudge()
 
     async def _ingest_from_source(

@@ -169,16 +169,20 @@ def with_retry(
 
         return in_task, True, target
 
+    def later_or_final(exc: Exception, event: Any) -> None:
+        """Schedule the next attempt for this registration, or raise ``exc``: it is final."""
+        delay = retried(exc, event)
+        if delay is None:
+            raise exc
+        dispatcher.retry_later(event, target[0], delay)
+
     if is_async:
 
         async def again_later(event: Any, queue: Any) -> Any:
             try:
                 return await function(event, queue)
             except Exception as exc:
-                delay = retried(exc, event)
-                if delay is None:
-                    raise
-                dispatcher.retry_later(event, target[0], delay)
+                later_or_final(exc, event)
                 return None
 
         return again_later, True, target
@@ -187,10 +191,7 @@ def with_retry(
         try:
             return function(event, queue)
         except Exception as exc:
-            delay = retried(exc, event)
-            if delay is None:
-                raise
-            dispatcher.retry_later(event, target[0], delay)
+            later_or_final(exc, event)
             return None
 
     return again_later_sync, False, target

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from redis_server import RedisServer
 from support import Collector, Hook
+from test_redis import until
 
 from async_nexus import AsyncEventNexus, Event
 from async_nexus.codec import EventCodec
@@ -34,34 +34,6 @@ def server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
-
-
-@pytest.fixture(scope="module")
-def shared_url() -> Iterator[str]:
-    url = os.environ.get("REDIS_URL")
-    if url:
-        yield url
-        return
-    server = RedisServer().start()
-    try:
-        yield server.url
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def stream() -> str:
-    return f"test:{uuid.uuid4().hex}"
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``condition()`` holds, checking every 10 ms, for at most ``timeout`` s."""
-
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 @pytest.fixture
@@ -197,9 +169,9 @@ async def test_a_consumer_restarted_after_lost_connections_dead_letters_no_healt
 
 @pytest.mark.parametrize("taken_by", ["its own consumer", "a claim"])
 async def test_an_entry_trimmed_while_pending_is_reported_with_its_id(
-    shared_url: str, stream: str, taken_by: str
+    redis_url: str, stream: str, taken_by: str
 ) -> None:
-    client = aioredis.from_url(shared_url)
+    client = aioredis.from_url(redis_url)
     try:
         ids = await add_events(client, stream, 5)
         await client.xgroup_create(stream, "g", id="0")
@@ -210,7 +182,7 @@ async def test_an_entry_trimmed_while_pending_is_reported_with_its_id(
             options: dict[str, Any] = {"consumer": "rescuer", "claim_idle": 0.001, "claim_interval": 0.05}
         else:
             options = {"consumer": "crashed", "claim_idle": 600}
-        taker = RedisStreamReceiver(shared_url, stream, group="g", **options)
+        taker = RedisStreamReceiver(redis_url, stream, group="g", **options)
         async with AsyncEventNexus() as nexus:
             nexus.on_error(hook)
             nexus.add_handler(-1, collector)
