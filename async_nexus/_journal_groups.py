@@ -22,6 +22,10 @@ from .errors import BadCall, JournalError, JournalFull
 # than an exception, so that a group nobody waits for leaves no "exception never retrieved".
 Done = asyncio.Future[BaseException | None]
 
+#: At ``normal``, the thread flushes the log once this many groups were written since the last
+#: flush (by then up to a few hundred of the log's pages).
+_FLUSH_EVERY = 64
+
 
 class _Outcome(asyncio.Future):  # type: ignore[type-arg]
     """A group's outcome, shared by all its waiters, so it refuses to be cancelled.
@@ -38,9 +42,19 @@ class _Outcome(asyncio.Future):  # type: ignore[type-arg]
 class GroupCommitter:
     """Stages operations and writes them in groups, one group at a time, in ``executor``."""
 
-    def __init__(self, path: Path, write: Callable[[sql.Batch], tuple[int, float]]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        write: Callable[[sql.Batch], tuple[int, float]],
+        flush_log: Callable[[], None],
+        *,
+        inline: bool,
+    ) -> None:
         self.path = path
         self.write = write
+        self.flush_log = flush_log
+        #: Write groups in the loop itself, and have the thread flush the log now and then.
+        self.inline = inline
         #: Set by the journal once its thread runs; None again once it is closing.
         self.executor: Executor | None = None
         self.rows = 0
@@ -61,6 +75,9 @@ class GroupCommitter:
         self._longest_stall = 0.0
         self._failures = 0
         self._last_error_at = 0.0
+        self._unflushed = 0
+        self._flushing = False
+        self._log_flushes = 0
 
     def insert(self, seq: int, row: tuple[Any, ...]) -> None:
         """Stage storing an event as ``seq``."""
@@ -141,22 +158,57 @@ class GroupCommitter:
         batch, self._staged = self._staged, sql.Batch()
         self._writing = batch
         self._current_done, self._next_done = self._next_done, None
+        if self.inline:
+            try:
+                added, seconds = self.write(batch)
+            except Exception as exc:
+                self._stall = time.perf_counter() - started
+                self._group_written(batch, exc)
+            else:
+                self._stall = time.perf_counter() - started
+                self._group_written(batch, None, added, seconds)
+                self._unflushed += 1
+                if self._unflushed >= _FLUSH_EVERY and not self._flushing:
+                    self._unflushed, self._flushing = 0, True
+                    flushing = loop.run_in_executor(self.executor, self.flush_log)
+                    flushing.add_done_callback(self._log_flushed)
+            return
         future = loop.run_in_executor(self.executor, self.write, batch)
-        future.add_done_callback(self._group_written)
+        future.add_done_callback(self._written_in_thread)
         self._stall = time.perf_counter() - started
 
-    def _group_written(self, future: asyncio.Future[tuple[int, float]]) -> None:
-        started = time.perf_counter()
+    def _log_flushed(self, future: asyncio.Future[None]) -> None:
+        self._flushing = False
+        if future.cancelled():
+            return
+        cause = future.exception()
+        if cause is None:
+            self._log_flushes += 1
+            return
+        # Never swallowed: after a failed sync the kernel may report the next one as a success.
+        self._failed(
+            JournalError(
+                f"the disk failed to write out the write-ahead log of the journal {self.path}: "
+                f"{cause}. Groups committed since the last sync may not be on it; check the disk"
+            )
+        )
+
+    def _written_in_thread(self, future: asyncio.Future[tuple[int, float]]) -> None:
         batch = self._writing or sql.Batch()
+        if future.cancelled():
+            self._group_written(batch, JournalError(f"writing to the journal {self.path} was cancelled"))
+        elif (cause := future.exception()) is not None:
+            self._group_written(batch, cause)
+        else:
+            self._group_written(batch, None, *future.result())
+
+    def _group_written(
+        self, batch: sql.Batch, cause: BaseException | None, added: int = 0, seconds: float = 0.0
+    ) -> None:
+        started = time.perf_counter()
         self._writing = None
         done, self._current_done = self._current_done, None
-        cause: BaseException | None
-        if future.cancelled():
-            cause = JournalError(f"writing to the journal {self.path} was cancelled")
-        else:
-            cause = future.exception()
         if cause is None:
-            added, seconds = future.result()
             self.rows += added
             self._commits += 1
             self._events_committed += len(batch.inserts)
@@ -165,10 +217,7 @@ class GroupCommitter:
         else:
             self._staged = batch.then(self._staged)  # rolled back whole: in front of newer ones
             self._failures += 1
-            self.last_error = self.failure(cause)
-            self._last_error_at = time.time()
-            if self.on_failure is not None:
-                self.on_failure(self.last_error)
+            self._failed(self.failure(cause))
         if done is not None and not done.done():
             done.set_result(cause)
         # After a failure, try again only for someone who asks (a commit() or a new operation):
@@ -176,6 +225,12 @@ class GroupCommitter:
         if self._next_done is not None or (cause is None and self._staged):
             self._kick()
         self._longest_stall = max(self._longest_stall, self._stall + time.perf_counter() - started)
+
+    def _failed(self, error: JournalError) -> None:
+        self.last_error = error
+        self._last_error_at = time.time()
+        if self.on_failure is not None:
+            self.on_failure(error)
 
     def failure(self, cause: BaseException) -> JournalError:
         """The error a waiter of a group that failed with ``cause`` gets (a new one each time)."""
@@ -200,6 +255,7 @@ class GroupCommitter:
             "ops_per_commit": self._ops_committed / commits if commits else 0.0,
             "longest_commit_s": self._longest_commit,
             "longest_loop_stall_s": self._longest_stall,
+            "log_flushes": self._log_flushes,
             "failed_commits": self._failures,
             "last_error_at": self._last_error_at,
         }

@@ -58,12 +58,13 @@ class Batch:
 #: order), its checkpoints, the next free ``seq`` and the number of rows.
 Loaded = tuple[list[tuple[Any, ...]], dict[str, str], int, int]
 
-# AUTOINCREMENT keeps the highest seq ever used in sqlite_sequence, so seqs are never reused
-# after their rows were removed and the journal reopened. No index on (priority, seq): it would
+# No AUTOINCREMENT: it would write sqlite_sequence's page in every commit, doubling the log that a
+# small group writes; a seq needs to be unique only among the rows stored, and the next one is
+# above them all. Journals made with it read and write the same. No index on (priority, seq): it would
 # cost a b-tree write per insert and delete, and the replay order is needed once, at open.
 _SCHEMA = """
 CREATE TABLE journal_events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     priority INTEGER NOT NULL,
     due REAL,
     deliveries INTEGER NOT NULL DEFAULT 0,
@@ -250,8 +251,7 @@ class Store:
             "SELECT seq, due, deliveries, event_type, body FROM journal_events ORDER BY priority, seq"
         ).fetchall()
         checkpoints = {str(n): str(v) for n, v in conn.execute("SELECT name, value FROM journal_checkpoints")}
-        used = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'journal_events'").fetchone()
-        last = max([int(used[0]) if used else 0, *(int(row[0]) for row in rows)])
+        last = max((int(row[0]) for row in rows), default=0)
         return rows, checkpoints, last + 1, len(rows)
 
     def _create(self) -> None:
@@ -317,6 +317,22 @@ class Store:
             self._rollback(conn)
             raise
         return added, time.perf_counter() - start
+
+    def flush_log(self) -> None:
+        """Write the write-ahead log out to the disk (at ``normal``, ahead of SQLite's checkpoint).
+
+        At ``normal`` SQLite syncs the log only when a commit copies it into the database, every
+        1,000 pages or so; that commit then waits for everything written since. Syncing from
+        this thread now and then, while the loop goes on, leaves that commit little to wait for.
+        """
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return  # no log yet, or closed: nothing to write out
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
     def set_max_page_count(self, pages: int) -> int:
         """Limit the database's size in pages (tests use it to fill the "disk")."""

@@ -117,7 +117,9 @@ class SqliteJournal:
         self._codec = codec if codec is not None else EventCodec()
         self._store = sql.Store(self._path, synchronous, _max_page_count)
         self._state = "new"  # -> "open" -> "closing" -> "closed"
-        self._groups = GroupCommitter(self._path, self._store.write)
+        self._groups = GroupCommitter(
+            self._path, self._store.write, self._store.flush_log, inline=synchronous == "normal"
+        )
         self._executor: ThreadPoolExecutor | None = None
         self._lock_fd: int | None = None
         self._next_seq = 1
@@ -206,7 +208,7 @@ class SqliteJournal:
     # -- staging ---------------------------------------------------------------------------------
 
     def append(self, event: Event, *, due: float | None = None) -> int:
-        """Stage ``event`` to be stored and return its ``seq`` (new, higher than any before).
+        """Stage ``event`` to be stored and return its ``seq``, higher than any stored.
 
         The event is encoded at once, so a later change to it is not stored.
 
@@ -353,6 +355,8 @@ class SqliteJournal:
         """For tests: limit the database's size, to run it into SQLITE_FULL (or lift the limit)."""
         if self._executor is None:
             raise BadCall("the journal is not open")
+        if self._groups.inline:  # the loop's thread writes the groups: no group runs meanwhile
+            return self._store.set_max_page_count(pages)
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, self._store.set_max_page_count, pages
         )

@@ -34,6 +34,13 @@ class Treacle(NamedEvent):
     pass
 
 
+@pytest.fixture(params=["full", "normal"])
+def level(request: pytest.FixtureRequest) -> str:
+    """Each synchronous level: "full" writes its groups in the journal's thread, "normal" in
+    the event loop itself."""
+    return str(request.param)
+
+
 def opened(path: Path, **options: object) -> tuple[SqliteJournal, list[JournalEntry]]:
     journal = SqliteJournal(path, **options)  # type: ignore[arg-type]
     return journal, journal.open()
@@ -141,7 +148,7 @@ def test_each_open_counts_one_more_delivery(path: Path) -> None:
         assert entry.event.headers == {"keep": "me", REDELIVERED: str(count)}
 
 
-async def test_remove_drops_an_event_and_seqs_are_never_reused(path: Path) -> None:
+async def test_remove_drops_an_event_and_new_seqs_come_after_those_stored(path: Path) -> None:
     journal, _ = opened(path)
     first, second, third = (journal.append(Event(i, "t")) for i in range(3))
     await journal.commit()
@@ -151,11 +158,16 @@ async def test_remove_drops_an_event_and_seqs_are_never_reused(path: Path) -> No
     with pytest.raises(ValueError, match="never stored"):
         journal.remove(third + 100)
     journal.remove(first)
+    await journal.close()
+    journal, entries = opened(path)
+    assert [entry.seq for entry in entries] == [third]
+    fourth = journal.append(Event(9, "t"))
+    assert fourth > third  # after every stored event, so the replay order holds
     journal.remove(third)
+    journal.remove(fourth)
     await journal.close()
     journal, entries = opened(path)
     assert entries == []
-    assert journal.append(Event(9, "t")) > third
     await journal.close()
 
 
@@ -174,14 +186,14 @@ async def test_checkpoints_are_read_back_staged_and_committed(path: Path) -> Non
     await journal.close()
 
 
-def test_a_commit_holds_events_and_checkpoint_through_a_crash(path: Path) -> None:
+def test_a_commit_holds_events_and_checkpoint_through_a_crash(path: Path, level: str) -> None:
     done = run_python(
         """
         import asyncio, os, sys
         from async_nexus.events import Event
         from async_nexus.journal import SqliteJournal
 
-        journal = SqliteJournal(sys.argv[1])
+        journal = SqliteJournal(sys.argv[1], synchronous=sys.argv[2])
         journal.open()
 
         async def main():
@@ -196,10 +208,11 @@ def test_a_commit_holds_events_and_checkpoint_through_a_crash(path: Path) -> Non
         asyncio.run(main())
         """,
         str(path),
+        level,
     )
     assert done.returncode == 0, done.stderr
     assert Path(f"{path}-wal").stat().st_size > 0  # the commit is only in the log: no close ran
-    journal, entries = opened(path)
+    journal, entries = opened(path, synchronous=level)
     assert [e.event.payload for e in entries] == [f"line {i}" for i in range(5)]
     assert journal.checkpoint("tail") == "5"
     asyncio.run(journal.close())
@@ -208,8 +221,8 @@ def test_a_commit_holds_events_and_checkpoint_through_a_crash(path: Path) -> Non
 # -- group commit ---------------------------------------------------------------------------------
 
 
-async def test_many_appends_and_one_commit_make_few_groups(path: Path) -> None:
-    journal, _ = opened(path)
+async def test_many_appends_and_one_commit_make_few_groups(path: Path, level: str) -> None:
+    journal, _ = opened(path, synchronous=level)
     seqs = [journal.append(Event(i, "t", 0, {"n": i})) for i in range(1000)]
     assert journal.pending_commit()
     await journal.commit()
@@ -219,6 +232,8 @@ async def test_many_appends_and_one_commit_make_few_groups(path: Path) -> None:
     assert stats["commits"] == 1  # all staged before the first group ran: one group
     assert stats["events_per_commit"] == stats["ops_per_commit"] == 1000
     assert stats["longest_commit_s"] > 0 and stats["longest_loop_stall_s"] > 0
+    if level == "normal":  # the loop wrote the group itself: its stall holds the whole commit
+        assert stats["longest_loop_stall_s"] >= stats["longest_commit_s"]
     for seq in seqs:
         journal.remove(seq)
     await journal.commit()
@@ -226,8 +241,8 @@ async def test_many_appends_and_one_commit_make_few_groups(path: Path) -> None:
     await journal.close()
 
 
-async def test_concurrent_committers_share_groups(path: Path) -> None:
-    journal, _ = opened(path)
+async def test_concurrent_committers_share_groups(path: Path, level: str) -> None:
+    journal, _ = opened(path, synchronous=level)
     durable: list[int] = []
 
     async def ingest(i: int) -> None:
@@ -243,6 +258,22 @@ async def test_concurrent_committers_share_groups(path: Path) -> None:
     assert len(await areplay(path)) == 300
 
 
+async def test_at_normal_the_thread_writes_the_log_out_while_the_loop_goes_on(
+    path: Path, level: str
+) -> None:
+    journal, _ = opened(path, synchronous=level)
+    for i in range(200):
+        journal.append(Event(i, "t"))
+        await journal.commit()  # one group each
+    assert journal.stats()["commits"] == 200
+    if level == "normal":
+        await wait_until(lambda: journal.stats()["log_flushes"] >= 1)
+        assert journal.stats()["log_flushes"] <= 200 // 64
+    else:  # at full every commit syncs the log itself
+        assert journal.stats()["log_flushes"] == 0
+    await journal.close()
+
+
 async def test_commit_waits_for_the_group_in_flight(path: Path) -> None:
     journal, _ = opened(path)
     await journal.commit()  # nothing staged: returns at once
@@ -254,8 +285,8 @@ async def test_commit_waits_for_the_group_in_flight(path: Path) -> None:
     await journal.close()
 
 
-def test_an_event_removed_before_its_group_never_reaches_the_disk(path: Path) -> None:
-    journal, _ = opened(path)
+def test_an_event_removed_before_its_group_never_reaches_the_disk(path: Path, level: str) -> None:
+    journal, _ = opened(path, synchronous=level)
     seq = journal.append(Event(1, "t"))  # no loop runs yet: staged, no group started
 
     async def main() -> None:
@@ -270,20 +301,24 @@ def test_an_event_removed_before_its_group_never_reaches_the_disk(path: Path) ->
     assert replay(path) == []
 
 
-async def test_a_cancelled_commit_leaves_the_group_to_the_others(path: Path) -> None:
-    journal, _ = opened(path)
-    journal.append(Event(1, "t"))
-    first = asyncio.create_task(journal.commit())
-    second = asyncio.create_task(journal.commit())
-    await asyncio.sleep(0)
-    first.cancel()
-    await second
-    assert first.cancelled() and journal.stats()["rows"] == 1
-    await journal.close()
+def test_a_cancelled_commit_leaves_the_group_to_the_others(path: Path, level: str) -> None:
+    journal, _ = opened(path, synchronous=level)
+    journal.append(Event(1, "t"))  # no loop runs yet: staged, no group started
+
+    async def main() -> None:
+        first = asyncio.create_task(journal.commit())
+        second = asyncio.create_task(journal.commit())
+        await asyncio.sleep(0)  # both wait for the group that holds the event
+        first.cancel()
+        await second
+        assert first.cancelled() and journal.stats()["rows"] == 1
+        await journal.close()
+
+    asyncio.run(main())
 
 
-async def test_an_append_nobody_awaits_becomes_durable(path: Path) -> None:
-    journal, _ = opened(path)
+async def test_an_append_nobody_awaits_becomes_durable(path: Path, level: str) -> None:
+    journal, _ = opened(path, synchronous=level)
     journal.append(Event(1, "t", 0, "fire and forget"))
     journal.save_checkpoint("where", "1")
     await wait_until(lambda: not journal.pending_commit())
@@ -297,8 +332,8 @@ async def test_an_append_nobody_awaits_becomes_durable(path: Path) -> None:
     await journal.close()
 
 
-async def test_close_commits_what_is_staged(path: Path) -> None:
-    journal, _ = opened(path)
+async def test_close_commits_what_is_staged(path: Path, level: str) -> None:
+    journal, _ = opened(path, synchronous=level)
     journal.append(Event(1, "t"))
     await journal.close()
     await journal.close()  # twice is fine
@@ -439,8 +474,8 @@ def test_another_process_cannot_open_a_journal_in_use(path: Path) -> None:
 # -- a full disk ----------------------------------------------------------------------------------
 
 
-async def test_a_full_disk_keeps_what_was_committed_and_what_was_staged(path: Path) -> None:
-    journal, _ = opened(path, _max_page_count=1_000_000)
+async def test_a_full_disk_keeps_what_was_committed_and_what_was_staged(path: Path, level: str) -> None:
+    journal, _ = opened(path, synchronous=level, _max_page_count=1_000_000)
     for i in range(3):
         journal.append(Event(i, "t", 0, "committed"))
     journal.save_checkpoint("tail", "3")
@@ -465,14 +500,14 @@ async def test_a_full_disk_keeps_what_was_committed_and_what_was_staged(path: Pa
     await journal.commit()
     assert not journal.pending_commit() and journal.stats()["rows"] == 54
     await journal.close()
-    journal, entries = opened(path)
+    journal, entries = opened(path, synchronous=level)
     assert [e.event.id for e in entries] == list(range(54))  # in order, the failed group first
     assert journal.checkpoint("tail") == "53"
     await journal.close()
 
 
-async def test_a_close_that_cannot_commit_raises_and_keeps_the_committed(path: Path) -> None:
-    journal, _ = opened(path, _max_page_count=1_000_000)
+async def test_a_close_that_cannot_commit_raises_and_keeps_the_committed(path: Path, level: str) -> None:
+    journal, _ = opened(path, synchronous=level, _max_page_count=1_000_000)
     journal.append(Event(0, "t", 0, "committed"))
     await journal.commit()
     await journal._set_max_page_count(1)
