@@ -1,8 +1,9 @@
 """Group commit for :mod:`async_nexus.journal`: the staged operations, the one group being
 written, the futures its waiters hold, and the counters. Private: the journal is its only user.
 
-Everything here runs on the event loop; only ``write`` (handed over by the journal) runs in the
-journal's thread.
+Everything here runs on the event loop; ``write`` (handed over by the journal) runs in the
+journal's thread at ``full`` and in the loop at ``normal``, where ``flush_log`` runs in the
+thread (see "Where the work runs" in :mod:`async_nexus.journal`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class _Outcome(asyncio.Future):  # type: ignore[type-arg]
 
 
 class GroupCommitter:
-    """Stages operations and writes them in groups, one group at a time, in ``executor``."""
+    """Stages operations and writes them in groups, one group at a time: in ``executor``, or in
+    the loop itself when ``inline``."""
 
     def __init__(
         self,
@@ -80,15 +82,22 @@ class GroupCommitter:
         self._log_flushes = 0
 
     def insert(self, seq: int, row: tuple[Any, ...]) -> None:
-        """Stage storing an event as ``seq``."""
+        """Stage storing an event as ``seq``: ``row`` as in :attr:`Batch.inserts`."""
         self._staged.inserts[seq] = row
+        if not self._kicked:
+            self._kick()
+
+    def insert_later(self, seq: int, row: tuple[Any, ...]) -> None:
+        """Stage storing a scheduled event as ``seq``: ``row`` as in :attr:`Batch.later`."""
+        self._staged.later[seq] = row
         if not self._kicked:
             self._kick()
 
     def delete(self, seq: int) -> None:
         """Stage removing ``seq``; an event not yet written is simply dropped."""
-        if self._staged.inserts.pop(seq, None) is None:
-            self._staged.deletes.append((seq,))
+        staged = self._staged
+        if staged.inserts.pop(seq, None) is None and staged.later.pop(seq, None) is None:
+            staged.deletes.append(seq)
             if not self._kicked:
                 self._kick()
 
@@ -102,24 +111,26 @@ class GroupCommitter:
         """Something is staged or being written."""
         return bool(self._staged) or self._writing is not None
 
-    async def commit(self) -> None:
-        """Wait until everything staged now is durable; raise the journal's error if it failed."""
+    def outcome(self) -> Done | None:
+        """The outcome of the group that makes everything staged now durable; None if it is.
+
+        A plain method, not a coroutine: ``await journal.commit()`` is made for every event
+        ingested, and one coroutine less for each counts.
+        """
         loop = asyncio.get_running_loop()
-        self._bind(loop)
+        if loop is not self._loop:
+            self._bind(loop)
         if self._staged:
             if self._next_done is None:
                 self._next_done = _Outcome(loop=loop)
-            done = self._next_done
-            self._kick()
-        elif self._writing is not None:
+            if not self._kicked:
+                self._kick()
+            return self._next_done
+        if self._writing is not None:
             if self._current_done is None:
                 self._current_done = _Outcome(loop=loop)
-            done = self._current_done
-        else:
-            return
-        cause = await done
-        if cause is not None:
-            raise self.failure(cause) from cause
+            return self._current_done
+        return None
 
     def _kick(self) -> None:
         if self._kicked or self._writing is not None:
@@ -211,7 +222,7 @@ class GroupCommitter:
         if cause is None:
             self.rows += added
             self._commits += 1
-            self._events_committed += len(batch.inserts)
+            self._events_committed += len(batch.inserts) + len(batch.later)
             self._ops_committed += len(batch)
             self._longest_commit = max(self._longest_commit, seconds)
         else:

@@ -27,31 +27,57 @@ FORMAT_VERSION = 1
 class Batch:
     """Operations waiting to be written together, in one transaction.
 
-    Kept apart by kind, so the thread writes a group with three ``executemany`` calls, whatever
+    Kept apart by kind, so the thread writes a group with a few ``executemany`` calls, whatever
     the mix. The order between kinds does not matter inside one transaction: a seq is removed
     only after it was appended (its insert is in this batch or already stored, and inserts run
     first), and a checkpoint is the last value saved under its name.
+
+    The rows hold no ``None`` and no ``bytes``: sqlite3 looks for an adapter for each value of
+    those types it binds, which costs more than the row's insert. An event that is not scheduled
+    leaves ``due`` out (NULL by default), and a body is a ``bytearray``.
     """
 
-    #: seq -> (seq, priority, due, event_type, body); an event removed before its group was
-    #: written is dropped from here and never reaches the disk.
+    #: seq -> (seq, priority, event_type, body); an event removed before its group was written
+    #: is dropped from here (or from ``later``) and never reaches the disk.
     inserts: dict[int, tuple[Any, ...]] = field(default_factory=dict)
-    deletes: list[tuple[int]] = field(default_factory=list)
+    #: seq -> (seq, priority, due, event_type, body): events scheduled for later.
+    later: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    deletes: list[int] = field(default_factory=list)
     checkpoints: dict[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.inserts or self.deletes or self.checkpoints)
+        return bool(self.inserts or self.deletes or self.later or self.checkpoints)
 
     def __len__(self) -> int:
-        return len(self.inserts) + len(self.deletes) + len(self.checkpoints)
+        return len(self.inserts) + len(self.later) + len(self.deletes) + len(self.checkpoints)
 
     def then(self, newer: Batch) -> Batch:
         """This batch followed by ``newer``, as one (a failed group going back in front)."""
         return Batch(
             {**self.inserts, **newer.inserts},
+            {**self.later, **newer.later},
             self.deletes + newer.deletes,
             {**self.checkpoints, **newer.checkpoints},
         )
+
+
+def runs(seqs: list[int]) -> list[tuple[int, int]]:
+    """``seqs`` as runs of consecutive numbers, ``(first, last)`` each, in order.
+
+    Events are mostly handled in the order they came, so the removals of a group fall into a
+    few runs, and one ``DELETE ... BETWEEN`` a run costs about what one row's ``DELETE`` does.
+    A run holds only numbers of ``seqs``: nothing else between its ends is removed.
+    """
+    ordered = sorted(seqs)
+    found: list[tuple[int, int]] = []
+    first = last = ordered[0]
+    for seq in ordered:
+        if seq > last + 1:
+            found.append((first, last))
+            first = seq
+        last = seq
+    found.append((first, last))
+    return found
 
 
 #: What the journal holds at open: its events (``seq, due, deliveries, type, body`` in replay
@@ -76,10 +102,11 @@ CREATE TABLE journal_checkpoints (name TEXT PRIMARY KEY, value TEXT NOT NULL) WI
 _TABLES = {"journal_events", "journal_checkpoints"}
 
 # OR REPLACE makes a retried group harmless even if an earlier attempt did reach the disk.
-_INSERT = (
+_INSERT = "INSERT OR REPLACE INTO journal_events (seq, priority, event_type, body) VALUES (?, ?, ?, ?)"
+_INSERT_LATER = (
     "INSERT OR REPLACE INTO journal_events (seq, priority, due, event_type, body) VALUES (?, ?, ?, ?, ?)"
 )
-_DELETE = "DELETE FROM journal_events WHERE seq = ?"
+_DELETE_RUN = "DELETE FROM journal_events WHERE seq BETWEEN ? AND ?"
 _CHECKPOINT = "INSERT OR REPLACE INTO journal_checkpoints (name, value) VALUES (?, ?)"
 
 _SQLITE_CORRUPT = 11
@@ -308,8 +335,10 @@ class Store:
         conn.execute("BEGIN IMMEDIATE")
         try:
             added = conn.executemany(_INSERT, batch.inserts.values()).rowcount if batch.inserts else 0
+            if batch.later:
+                added += conn.executemany(_INSERT_LATER, batch.later.values()).rowcount
             if batch.deletes:
-                added -= conn.executemany(_DELETE, batch.deletes).rowcount
+                added -= conn.executemany(_DELETE_RUN, runs(batch.deletes)).rowcount
             if batch.checkpoints:
                 conn.executemany(_CHECKPOINT, batch.checkpoints.items())
             conn.execute("COMMIT")

@@ -22,10 +22,15 @@ all: a checkpoint is stored together with the events staged with it, so a source
 where it is along with the events it produced never resumes past or before them. An event
 removed before its group was written never reaches the disk.
 
-**The thread.** The SQLite work runs in one worker thread of the journal's own, where the
-connection lives. For each group the event loop only swaps the staged operations for an empty
-set, hands them over and resolves one future (which wakes each ``commit()`` that waits for it);
-how long that takes is measured (``stats()["longest_loop_stall_s"]``).
+**Where the work runs.** At ``synchronous="full"`` every commit waits for the disk, so the
+groups are written in one worker thread of the journal's own: for each group the event loop only
+swaps the staged operations for an empty set, hands them over and resolves one future (which
+wakes each ``commit()`` that waits for it). At ``"normal"`` a commit does not wait for the disk:
+it takes a fraction of a millisecond, less than the trip to a thread and back while the loop is
+busy, so the loop writes each group itself, and the thread writes the log out to the disk every
+64 groups, so that SQLite's checkpoint (a commit now and then that copies the log into the
+database, and syncs it first) finds little left to sync. Either way the loop is held for at most
+one group's commit; the longest is measured (``stats()["longest_loop_stall_s"]``).
 
 **Failures.** A group that cannot be written (a full disk is
 :class:`~async_nexus.errors.JournalFull`) is rolled back whole; its operations go back in front
@@ -217,7 +222,8 @@ class SqliteJournal:
             the message says what, and nothing is staged.
         :raises BadCall: the journal is not open.
         """
-        self._check_open()
+        if self._state != "open":
+            self._check_open()
         if due is not None:
             if not isinstance(due, (int, float)) or isinstance(due, bool):
                 raise TypeError(f"due must be a time.time() value (a float) or None, not {due!r}")
@@ -241,7 +247,10 @@ class SqliteJournal:
             ) from exc
         seq = self._next_seq
         self._next_seq += 1
-        self._groups.insert(seq, (seq, event.priority, due, event.type, body))
+        if due is None:
+            self._groups.insert(seq, (seq, event.priority, event.type, bytearray(body)))
+        else:
+            self._groups.insert_later(seq, (seq, event.priority, due, event.type, bytearray(body)))
         return seq
 
     def remove(self, seq: int) -> None:
@@ -249,7 +258,8 @@ class SqliteJournal:
 
         :raises ValueError: ``seq`` was never given out by this journal.
         """
-        self._check_open()
+        if self._state != "open":
+            self._check_open()
         if not isinstance(seq, int) or not 0 < seq < self._next_seq:
             raise ValueError(f"the journal {self._path} never stored seq {seq!r}")
         self._groups.delete(seq)
@@ -284,9 +294,11 @@ class SqliteJournal:
         :raises JournalError: the group failed for another reason; the same holds.
         :raises BadCall: the journal is not open.
         """
-        if self._state not in ("open", "closing"):
+        if self._state != "open" and self._state != "closing":
             self._check_open()
-        await self._groups.commit()
+        done = self._groups.outcome()
+        if done is not None and (cause := await done) is not None:
+            raise self._groups.failure(cause) from cause
 
     # -- closing ---------------------------------------------------------------------------------
 
@@ -333,7 +345,8 @@ class SqliteJournal:
     # -- observing -------------------------------------------------------------------------------
 
     def on_failure(self, callback: Callable[[JournalError], None] | None) -> None:
-        """Call ``callback(error)`` (in the loop) for each group that could not be written.
+        """Call ``callback(error)`` (in the loop) for each group that could not be written, and
+        for each time the disk failed to write the log out.
 
         A waiter of :meth:`commit` gets the error anyway; this is for the operations nobody
         awaits. The nexus reports them to its error hook.
@@ -345,9 +358,11 @@ class SqliteJournal:
 
         ``rows`` stored, ``staged`` operations not yet durable, ``commits`` (groups written),
         ``events_per_commit`` and ``ops_per_commit`` (means), ``longest_commit_s`` (the longest
-        transaction, fsync included, in the thread), ``longest_loop_stall_s`` (the longest time
-        the event loop itself spent on one group), ``failed_commits`` and ``last_error_at``
-        (``time.time()`` of the last failure, 0 if none; :attr:`last_error` says what it was).
+        transaction, sync included), ``longest_loop_stall_s`` (the longest time the event loop
+        itself spent on one group; at ``"normal"`` the whole commit), ``log_flushes`` (at
+        ``"normal"``, times the thread wrote the log out), ``failed_commits`` and
+        ``last_error_at`` (``time.time()`` of the last failure, 0 if none; :attr:`last_error`
+        says what it was).
         """
         return self._groups.stats()
 

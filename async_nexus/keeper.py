@@ -60,7 +60,7 @@ class JournalCheckpoints:
 class Keeper:
     """The journal of one nexus, as its intake and dispatcher use it."""
 
-    __slots__ = ("journal", "later", "replayed", "checkpoints", "_reports")
+    __slots__ = ("journal", "later", "replayed", "checkpoints", "durable", "_reports")
 
     def __init__(
         self, journal: SqliteJournal, report: Callable[[BaseException, Any], Awaitable[None]]
@@ -77,6 +77,9 @@ class Keeper:
         journal.on_failure(failed)
         #: What sources save their positions in: the journal, in its transactions.
         self.checkpoints = JournalCheckpoints(journal)
+        #: ``await durable()`` returns once what was kept so far is on disk, at the journal's
+        #: ``synchronous`` level: the journal's own commit, bound once.
+        self.durable: Callable[[], Awaitable[None]] = journal.commit
         #: Replayed events that were scheduled for later: (seq, event, due wall-clock time).
         self.later: list[tuple[int, Event, float]] = []
         self.replayed = 0
@@ -112,9 +115,6 @@ class Keeper:
         """Let go of a row whose event will not be handled here (refused, cancelled)."""
         self.journal.remove(seq)
 
-    async def durable(self) -> None:
-        """Return once what was kept so far is on disk, at the journal's ``synchronous`` level."""
-        await self.journal.commit()
 
     def item(
         self,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from async_nexus import _journal_sql as sql
 from async_nexus.codec import EventCodec
 from async_nexus.errors import (
     BadCall,
@@ -169,6 +170,29 @@ async def test_remove_drops_an_event_and_new_seqs_come_after_those_stored(path: 
     journal, entries = opened(path)
     assert entries == []
     await journal.close()
+
+
+async def test_removals_out_of_order_and_with_gaps_remove_just_those(path: Path, level: str) -> None:
+    journal, _ = opened(path, synchronous=level)
+    seqs = [journal.append(Event(i, "t")) for i in range(40)]
+    later = journal.append(Event(40, "t"), due=time.time() + 3600)
+    await journal.commit()
+    gone = {seqs[i] for i in (0, 1, 2, 5, 7, 8, 9, 20, 39)} | {later}
+    for seq in sorted(gone, reverse=True):  # the journal sorts them into runs
+        journal.remove(seq)
+    journal.remove(seqs[2])  # twice: harmless
+    await journal.commit()
+    assert journal.stats()["rows"] == 40 - 9
+    await journal.close()
+    journal, entries = opened(path, synchronous=level)
+    assert [entry.seq for entry in entries] == [seq for seq in seqs if seq not in gone]
+    await journal.close()
+
+
+def test_runs_of_consecutive_seqs() -> None:
+    assert sql.runs([7]) == [(7, 7)]
+    assert sql.runs([9, 1, 2, 3, 5, 6, 3]) == [(1, 3), (5, 6), (9, 9)]
+    assert sql.runs(list(range(100, 0, -1))) == [(1, 100)]
 
 
 async def test_checkpoints_are_read_back_staged_and_committed(path: Path) -> None:
