@@ -196,6 +196,10 @@ def release_lock(fd: int) -> None:
         os.close(fd)
 
 
+# macOS has no fdatasync(); fsync() does the same there, and a little more.
+_fdatasync = getattr(os, "fdatasync", os.fsync)
+
+
 def _fsync_path(path: Path | str, flags: int = os.O_RDONLY) -> None:
     fd = os.open(path, flags)
     try:
@@ -359,7 +363,7 @@ class Store:
         except FileNotFoundError:
             return  # no log yet, or closed: nothing to write out
         try:
-            os.fdatasync(fd)
+            _fdatasync(fd)
         finally:
             os.close(fd)
 
