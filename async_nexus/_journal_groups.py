@@ -172,9 +172,11 @@ class GroupCommitter:
         if self.inline:
             try:
                 added, seconds = self.write(batch)
-            except Exception as exc:
+            except BaseException as exc:  # rolled back: the group goes back to be staged
                 self._stall = time.perf_counter() - started
                 self._group_written(batch, exc)
+                if not isinstance(exc, Exception):
+                    raise  # KeyboardInterrupt and the like still stop the program
             else:
                 self._stall = time.perf_counter() - started
                 self._group_written(batch, None, added, seconds)

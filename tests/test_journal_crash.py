@@ -53,7 +53,8 @@ def kill(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.mark.timeout(240)
-async def test_every_accepted_event_is_handled_after_five_kills(tmp_path: Path) -> None:
+@pytest.mark.parametrize("level", ["normal", "full"])
+async def test_every_accepted_event_is_handled_after_five_kills(tmp_path: Path, level: str) -> None:
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     journal, accepted, handled = tmp_path / "events.db", tmp_path / "accepted", tmp_path / "handled"
@@ -64,7 +65,7 @@ async def test_every_accepted_event_is_handled_after_five_kills(tmp_path: Path) 
         last = first + TOTAL - len(lines(accepted))
         low, high = round_ * TOTAL // KILLS + 200, (round_ + 1) * TOTAL // KILLS
         target = rng.randint(low, high) if round_ < KILLS - 1 else TOTAL
-        daemon = start("events", str(journal), str(accepted), str(handled), str(first), str(last))
+        daemon = start("events", str(journal), str(accepted), str(handled), str(first), str(last), level)
         try:
             await until(lambda t=target, d=daemon: len(lines(accepted)) >= t or d.poll() is not None)
             assert daemon.poll() is None, f"the daemon exited with {daemon.returncode}"
@@ -76,7 +77,7 @@ async def test_every_accepted_event_is_handled_after_five_kills(tmp_path: Path) 
         # new ids start past them, so that an id is never ingested twice.
         first = max(int(n) for n in lines(accepted)) + PRODUCERS + 1
     # Restarted with no new events: it handles what the journal kept.
-    daemon = start("events", str(journal), str(accepted), str(handled), str(first), str(first))
+    daemon = start("events", str(journal), str(accepted), str(handled), str(first), str(first), level)
     try:
         wanted = {int(n) for n in lines(accepted)}
         await until(lambda: wanted <= {int(n) for n in lines(handled)})
@@ -85,7 +86,7 @@ async def test_every_accepted_event_is_handled_after_five_kills(tmp_path: Path) 
     counts = Counter(int(n) for n in lines(handled))
     duplicates = sum(count - 1 for count in counts.values())
     print(
-        f"\nseed {seed}: accepted {len(wanted)}, handled {len(counts)} distinct "
+        f"\n{level}, seed {seed}: accepted {len(wanted)}, handled {len(counts)} distinct "
         f"({sum(counts.values())} times), duplicates {duplicates}"
     )
     assert len(wanted) == TOTAL

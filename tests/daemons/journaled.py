@@ -1,7 +1,7 @@
 """A daemon with a journal, for the crash tests in tests/test_journal_crash.py.
 
-``python -m tests.daemons.journaled events JOURNAL ACCEPTED HANDLED FIRST LAST`` ingests the
-ids FIRST..LAST-1 (sixteen producers at a time), appending each id to ACCEPTED once its
+``python -m tests.daemons.journaled events JOURNAL ACCEPTED HANDLED FIRST LAST LEVEL`` ingests the
+ids FIRST..LAST-1 into a journal at ``synchronous=LEVEL`` (sixteen producers at a time), appending each id to ACCEPTED once its
 ``await ingest()`` returned, and handles every event by appending its id to HANDLED. Once
 the events are in, it keeps running (replayed events are handled too) until killed.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
+from typing import Any, Literal
 
 from async_nexus import AsyncEventNexus, Event
 from async_nexus.filetail import FileTail
@@ -26,8 +26,11 @@ from async_nexus.journal import SqliteJournal
 PRODUCERS = 16
 
 
-async def events(journal: str, accepted_path: str, handled_path: str, first: int, last: int) -> None:
-    nexus = AsyncEventNexus(journal=SqliteJournal(journal, synchronous="normal"), maxsize=1000)
+async def events(
+    journal: str, accepted_path: str, handled_path: str, first: int, last: int, level: str
+) -> None:
+    synchronous: Literal["full", "normal"] = "full" if level == "full" else "normal"
+    nexus = AsyncEventNexus(journal=SqliteJournal(journal, synchronous=synchronous), maxsize=1000)
     with open(accepted_path, "a", buffering=1) as accepted, open(handled_path, "a", buffering=1) as handled:
         nexus.add_handler("job", lambda event, queue: handled.write(f"{event.id}\n"))
         ids = iter(range(first, last))
@@ -61,6 +64,6 @@ async def tail(journal: str, log: str, handled_path: str) -> None:
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "events":
-        asyncio.run(events(args[0], args[1], args[2], int(args[3]), int(args[4])))
+        asyncio.run(events(args[0], args[1], args[2], int(args[3]), int(args[4]), args[5]))
     else:
         asyncio.run(tail(*args))
