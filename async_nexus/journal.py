@@ -318,6 +318,42 @@ class SqliteJournal:
                     executor.shutdown(wait=False)
                 self._release()
 
+    def _close_without_loop(self) -> None:
+        """:meth:`close`, blocking, for a journal no event loop uses (a nexus that never ran).
+
+        What is staged (appended before any loop ran) is written in the journal's thread, at
+        either ``synchronous`` level, then the thread stops, the database is closed and
+        unlocked, even when that write fails. Closing twice does nothing.
+
+        :raises BadCall: a loop uses the journal (a group is being written, or it is being
+            closed); await :meth:`close` in that loop instead. The journal stays open.
+        :raises JournalFull: the last write failed for lack of room; what was committed
+            before is kept.
+        :raises JournalError: the last write failed for another reason; the same holds.
+        """
+        if self._state in ("new", "closed"):
+            self._state = "closed"
+            return
+        if self._state == "closing":
+            raise BadCall(f"the journal {self._path} is being closed by an event loop: await its close()")
+        batch = self._groups.take_staged()
+        executor, self._executor = self._executor, None
+        try:
+            if batch and executor is not None:
+                try:
+                    executor.submit(self._store.write, batch).result()
+                except Exception as exc:
+                    self._groups.last_error = error = self._groups.failure(exc)
+                    raise error from exc
+        finally:
+            try:
+                if executor is not None:
+                    executor.submit(self._store.close).result()
+            finally:
+                if executor is not None:
+                    executor.shutdown()
+                self._release()
+
     def _release(self) -> None:
         self._state = "closed"
         fd, self._lock_fd = self._lock_fd, None
