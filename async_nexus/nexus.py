@@ -24,6 +24,7 @@ from .intake import NexusState as NexusState  # where code imports it from
 from .items import DispatchTracer as DispatchTracer  # where 2.0 code imports them from
 from .items import ErrorHook as ErrorHook
 from .items import ReplyRoute as ReplyRoute
+from .keeper import Keeper
 from .registry import NexusRegistry
 
 __all__ = ["AsyncEventNexus"]
@@ -31,8 +32,16 @@ __all__ = ["AsyncEventNexus"]
 logger = logging.getLogger("async_nexus")
 
 _RUNNING = (NexusState.STARTING, NexusState.LOOPING, NexusState.STOPPING)
-#: Journals being closed after a loop that never ran (a task needs a reference to live).
+#: Journals being closed in a task of their own (a task needs a reference to live).
 _CLOSING: set[asyncio.Task[None]] = set()
+
+
+def _in_a_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class AsyncEventNexus(NexusRegistry, NexusRequests):
@@ -84,8 +93,7 @@ class AsyncEventNexus(NexusRegistry, NexusRequests):
         self._dispatcher.refusing = True
         self._dispatcher.wake_joiners()
         if self._keeper is not None:
-            (closing := asyncio.ensure_future(self._close_journal())).add_done_callback(_CLOSING.discard)
-            _CLOSING.add(closing)
+            self._close_journal_soon(self._keeper)
 
     async def loop_forever(self) -> None:
         """Run the loop until :meth:`stop` (graceful) or cancellation (hard stop).
@@ -220,6 +228,11 @@ class AsyncEventNexus(NexusRegistry, NexusRequests):
         await self._feeds.close_all()
         await self._close_journal()
 
+    def _close_journal_soon(self, keeper: Keeper) -> None:
+        keeper.closing = True
+        (closing := asyncio.ensure_future(self._close_journal())).add_done_callback(_CLOSING.discard)
+        _CLOSING.add(closing)
+
     async def _close_journal(self) -> None:
         if self._keeper is not None:
             try:
@@ -261,7 +274,14 @@ class AsyncEventNexus(NexusRegistry, NexusRequests):
     def cleanup(self) -> None:
         """Close every source and forget every registration.
 
+        A nexus with a journal whose loop never ran closes the journal too: what was staged
+        (by ``ingest_nowait()``, say) is written, and the file is unlocked, so that another
+        nexus may open it. A nexus whose loop ran closed its journal when the loop ended.
+
         :raises InvalidLoopState: the loop is running; stop it and await its task first.
+        :raises JournalError: the journal could not write what was staged
+            (:class:`~async_nexus.errors.JournalFull`: no room). It is closed and unlocked all
+            the same, and what it had committed before is kept.
         """
         if self._state in _RUNNING:
             raise InvalidLoopState(
@@ -269,6 +289,16 @@ class AsyncEventNexus(NexusRegistry, NexusRequests):
             )
         self._router.clear()
         self._feeds.close_without_loop()
+        keeper = self._keeper
+        if keeper is not None and self._state is NexusState.READY and not keeper.closing:
+            try:
+                keeper.close_without_loop()
+            except BadCall:
+                # Never started, yet this thread's loop is writing a group of its journal (an
+                # ingest): the loop closes it, once the group is written.
+                if not _in_a_loop():
+                    raise
+                self._close_journal_soon(keeper)
 
     def __enter__(self) -> AsyncEventNexus:
         return self
