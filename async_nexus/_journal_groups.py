@@ -111,6 +111,22 @@ class GroupCommitter:
         """Something is staged or being written."""
         return bool(self._staged) or self._writing is not None
 
+    def take_staged(self) -> sql.Batch:
+        """Take what is staged, for a journal closing without a loop to write; no group starts after.
+
+        :raises BadCall: a loop uses the journal: a group is being written, or a commit waits
+            for one. Nothing was taken.
+        """
+        waiting = self._next_done is not None and not self._next_done.done()
+        if self._writing is not None or waiting:
+            raise BadCall(
+                f"the journal {self.path} is in use by an event loop (a group is being written or "
+                "awaited); it cannot be closed without that loop: await close() in that loop"
+            )
+        self.executor = None
+        batch, self._staged = self._staged, sql.Batch()
+        return batch
+
     def outcome(self) -> Done | None:
         """The outcome of the group that makes everything staged now durable; None if it is.
 

@@ -1,7 +1,7 @@
 """What goes into a nexus: its state and its events.
 
 :class:`NexusIntake` is the base of :class:`~async_nexus.AsyncEventNexus`: it takes events
-in, now or later; :class:`~async_nexus.registry.NexusRegistry` adds registrations and the
+in, now or later; :class:`~async_nexus.registry.NexusRegistry` adds registrations, and the
 nexus request/reply and the lifecycle. It owns the parts that do the work: the queue
 (:mod:`~async_nexus.queue`), the routing table (:mod:`~async_nexus.routing`), the dispatch
 loop (:mod:`~async_nexus.dispatch`), the open requests (:mod:`~async_nexus.requests`), the

@@ -55,11 +55,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from . import _journal_rows as rows
 from . import _journal_sql as sql
 from ._journal_groups import GroupCommitter
 from .codec import EventCodec
-from .errors import BadCall, DecodeError, JournalError, NotAnEvent
-from .events import Event, NamedEvent
+from .errors import BadCall, JournalError
+from .events import Event
 
 __all__ = ["REDELIVERED", "JournalEntry", "SqliteJournal"]
 
@@ -191,22 +192,9 @@ class SqliteJournal:
         return entries
 
     def _entry(
-        self, seq: int, due: float | None, deliveries: int, event_type: Any, body: bytes
+        self, seq: int, due: float | None, deliveries: int, event_type: Any, stored: bytes
     ) -> JournalEntry:
-        try:
-            event = self._codec.decode(body)
-        except DecodeError as exc:
-            if isinstance(event_type, str) and event_type not in self._codec.named_events:
-                fix = (
-                    f"if {event_type!r} is a NamedEvent class, give the journal a codec that knows "
-                    f"it: SqliteJournal(path, codec=EventCodec(named_events=[{event_type}, ...]))"
-                )
-            else:
-                fix = "open the journal with the codec (format, named events) it was written with"
-            raise JournalError(
-                f"the journal {self._path} holds an event (seq {seq}, type {event_type!r}) this codec "
-                f"cannot rebuild: {exc}; {fix}"
-            ) from exc
+        event = rows.event(self._codec, self._path, seq, event_type, stored)
         event.headers = {**(event.headers or {}), REDELIVERED: str(deliveries + 1)}
         return JournalEntry(seq, event, due, deliveries + 1)
 
@@ -230,27 +218,13 @@ class SqliteJournal:
             if not math.isfinite(due):
                 raise ValueError(f"due must be a finite time, not {due!r}")
             due = float(due)
-        if isinstance(event, NamedEvent) and self._codec._registry.get(str(event.type)) is not type(event):
-            # It would be stored, and then refused at the next open: no nexus could start.
-            raise TypeError(
-                f"the journal cannot store event {event.id!r}: its class {type(event).__qualname__} is "
-                "not registered with the journal's codec, so it could not be read back; give the "
-                "journal SqliteJournal(path, codec=EventCodec(named_events=[...])) with it"
-            )
-        try:
-            body = self._codec.encode(event)
-        except NotAnEvent:
-            raise
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"the journal cannot store event {event.id!r} (type {event.type!r}): {exc}"
-            ) from exc
+        body = rows.body(self._codec, event)
         seq = self._next_seq
         self._next_seq += 1
         if due is None:
-            self._groups.insert(seq, (seq, event.priority, event.type, bytearray(body)))
+            self._groups.insert(seq, (seq, event.priority, event.type, body))
         else:
-            self._groups.insert_later(seq, (seq, event.priority, due, event.type, bytearray(body)))
+            self._groups.insert_later(seq, (seq, event.priority, due, event.type, body))
         return seq
 
     def remove(self, seq: int) -> None:
@@ -328,6 +302,42 @@ class SqliteJournal:
             finally:
                 if executor is not None:
                     executor.shutdown(wait=False)
+                self._release()
+
+    def _close_without_loop(self) -> None:
+        """:meth:`close`, blocking, for a journal no event loop uses (a nexus that never ran).
+
+        What is staged (appended before any loop ran) is written in the journal's thread, at
+        either ``synchronous`` level, then the thread stops, the database is closed and
+        unlocked, even when that write fails. Closing twice does nothing.
+
+        :raises BadCall: a loop uses the journal (a group is being written, or it is being
+            closed); await :meth:`close` in that loop instead. The journal stays open.
+        :raises JournalFull: the last write failed for lack of room; what was committed
+            before is kept.
+        :raises JournalError: the last write failed for another reason; the same holds.
+        """
+        if self._state in ("new", "closed"):
+            self._state = "closed"
+            return
+        if self._state == "closing":
+            raise BadCall(f"the journal {self._path} is being closed by an event loop: await its close()")
+        batch = self._groups.take_staged()
+        executor, self._executor = self._executor, None
+        try:
+            if batch and executor is not None:
+                try:
+                    executor.submit(self._store.write, batch).result()
+                except Exception as exc:
+                    self._groups.last_error = error = self._groups.failure(exc)
+                    raise error from exc
+        finally:
+            try:
+                if executor is not None:
+                    executor.submit(self._store.close).result()
+            finally:
+                if executor is not None:
+                    executor.shutdown()
                 self._release()
 
     def _release(self) -> None:

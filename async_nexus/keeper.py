@@ -60,7 +60,7 @@ class JournalCheckpoints:
 class Keeper:
     """The journal of one nexus, as its intake and dispatcher use it."""
 
-    __slots__ = ("journal", "later", "replayed", "checkpoints", "durable", "_reports")
+    __slots__ = ("journal", "later", "replayed", "checkpoints", "durable", "closing", "_reports")
 
     def __init__(
         self, journal: SqliteJournal, report: Callable[[BaseException, Any], Awaitable[None]]
@@ -83,6 +83,8 @@ class Keeper:
         #: Replayed events that were scheduled for later: (seq, event, due wall-clock time).
         self.later: list[tuple[int, Event, float]] = []
         self.replayed = 0
+        #: A task of the loop closes the journal: nothing else may close it meanwhile.
+        self.closing = False
 
     def replay(self, put: Callable[[Item, int], None]) -> None:
         """Open the journal; ``put`` each event it holds that is due, keep the others for later.
@@ -155,3 +157,11 @@ class Keeper:
     async def close(self) -> None:
         """Write what is staged (the last removals) and close the journal."""
         await self.journal.close()
+
+    def close_without_loop(self) -> None:
+        """Write what is staged and close the journal, blocking: for a nexus whose loop never ran.
+
+        :raises BadCall: a loop uses the journal (a group is being written); the journal stays open.
+        :raises JournalError: the last write failed; the journal is closed all the same.
+        """
+        self.journal._close_without_loop()

@@ -1,7 +1,9 @@
 """AsyncEventNexus: the hub of an event-driven program, and its lifecycle.
 
-What goes in (handlers, filters, sources, events) is :class:`~async_nexus.intake.NexusIntake`'s
-half; this module adds request/reply, the lifecycle around the dispatch loop
+The nexus is made of parts: what goes in (handlers, filters, sources, events) is
+:class:`~async_nexus.intake.NexusIntake`'s, the registrations are
+:class:`~async_nexus.registry.NexusRegistry`'s and request/reply is a private part's
+(``async_nexus._nexus_requests``). This module adds the lifecycle around the dispatch loop
 (:mod:`~async_nexus.dispatch`) and the whole-program helpers.
 """
 
@@ -13,29 +15,36 @@ import signal
 import time
 from typing import Any
 
+from ._nexus_requests import NexusRequests
 from ._tasks import stop_signals
 from .consumers import close_consumers
 from .counts import snapshot
 from .errors import BadCall, InvalidLoopState, JournalError, LoopAlreadyStarted, LoopStopped
-from .events import Event
 from .intake import NexusState as NexusState  # where code imports it from
-from .items import HANDLING, URGENT, Item, require_event
 from .items import DispatchTracer as DispatchTracer  # where 2.0 code imports them from
 from .items import ErrorHook as ErrorHook
 from .items import ReplyRoute as ReplyRoute
+from .keeper import Keeper
 from .registry import NexusRegistry
-from .requests import answer_to, timed_out
 
 __all__ = ["AsyncEventNexus"]
 
 logger = logging.getLogger("async_nexus")
 
 _RUNNING = (NexusState.STARTING, NexusState.LOOPING, NexusState.STOPPING)
-#: Journals being closed after a loop that never ran (a task needs a reference to live).
+#: Journals being closed in a task of their own (a task needs a reference to live).
 _CLOSING: set[asyncio.Task[None]] = set()
 
 
-class AsyncEventNexus(NexusRegistry):
+def _in_a_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class AsyncEventNexus(NexusRegistry, NexusRequests):
     """The hub: sources feed it events, its loop routes each one to filters and handlers.
 
     :param multiple: allow several handlers per type (they all run, in registration
@@ -58,92 +67,6 @@ class AsyncEventNexus(NexusRegistry):
     """
 
     __slots__ = ()
-
-    # -- request/reply --------------------------------------------------------------
-
-    async def request(self, event: Event, *, timeout: float = 10.0) -> Event:
-        """Dispatch ``event`` as a request and return the answer.
-
-        The answer is the event that a handler of the request returns (or passes to
-        :meth:`reply`), here or in another domain: across a boundary or a transport, the
-        request carries a ``correlation-id`` header and the answer comes back with it in
-        ``in-reply-to``. ``event`` itself is not changed; a copy with the header is sent.
-
-        From a concurrent handler (``concurrency=N``) the request goes ahead of every
-        queued event and is taken even by a full registration: the caller never waits for
-        room it holds. From a handler that runs in the loop it raises :class:`BadCall`.
-
-        >>> async def main():
-        ...     async with AsyncEventNexus() as nexus:
-        ...         nexus.add_handler("sum?", lambda e, q: Event(0, "sum", 0, sum(e.payload)))
-        ...         answer = await nexus.request(Event(1, "sum?", 0, [1, 2, 3]))
-        ...         print(answer.payload)
-        >>> asyncio.run(main())
-        6
-
-        :raises RequestTimeout: no answer came within ``timeout`` seconds; nothing waits
-            for it any more, and a late answer is dispatched like any other event.
-        :raises BadCall: called from a handler or filter that runs in the loop.
-        :raises Exception: whatever a handler of the request in this nexus raised, or
-            :class:`~async_nexus.errors.UnhandledEvent` if no handler took it here (the
-            error hook sees it too).
-        """
-        lane = HANDLING.get()
-        from_lane = lane is not None and lane[0] is self._dispatcher
-        # A handler in flight during a graceful stop may still ask: the drain answers it.
-        if not self._accepting and not (from_lane and not self._dispatcher.halted):
-            raise self._refusal("request() refused")
-        require_event(event, "request() takes")
-        if not from_lane and self._task is not None and asyncio.current_task() is self._task:
-            raise BadCall(
-                f"request() for event {event.id!r} of type {event.type!r} from a handler or filter "
-                "that runs in the dispatch loop would wait for itself: the loop dispatches the "
-                "request only after this handler returns. Register the handler with "
-                "concurrency=N (N >= 2) so it runs beside the loop, or emit the event and handle "
-                "the answer in a handler of its own"
-            )
-        request, waiter = self._requests.open(event)
-        keeper = self._keeper
-        if keeper is None:
-            item = Item(request, 0, self._take_answer, None, waiter)
-        else:
-            item = keeper.item(request, keeper.keep(request), 0, self._take_answer, None, None, waiter)
-
-        async def send_and_wait() -> Event:
-            if from_lane:
-                item.urgent = True
-                self._queue.put_forced(item, URGENT)
-                self._dispatcher.nudge()
-            else:
-                await self._queue.put(item, request.priority)
-            return await waiter
-
-        try:
-            return await asyncio.wait_for(send_and_wait(), timeout)
-        except asyncio.TimeoutError:
-            raise timed_out(event, timeout) from None
-        finally:
-            self._requests.close(request)
-
-    def reply(self, request: Event, answer: Event) -> None:
-        """Answer ``request`` while handling it, instead of (or besides) returning ``answer``.
-
-        :raises BadCall: ``request`` is not a request that this nexus is dispatching now.
-        """
-        require_event(answer, "reply() answers with")
-        current = self._dispatcher.handling()
-        if current is None or current.event is not request or current.reply is None:
-            raise BadCall(
-                f"reply() to event {request.id!r} of type {request.type!r}, which is not a request "
-                "being handled now; call reply() from the handler of a request, before it returns"
-            )
-        current.reply(answer_to(request, answer))
-
-    def _take_answer(self, answer: Event) -> None:
-        """The reply route of this nexus's own requests."""
-        if not self._requests.answer(answer):
-            # Too late, or a second answer: dispatched like any event, so it is not lost.
-            self._accept_forced(answer)
 
     # -- the loop -------------------------------------------------------------------
 
@@ -170,8 +93,7 @@ class AsyncEventNexus(NexusRegistry):
         self._dispatcher.refusing = True
         self._dispatcher.wake_joiners()
         if self._keeper is not None:
-            (closing := asyncio.ensure_future(self._close_journal())).add_done_callback(_CLOSING.discard)
-            _CLOSING.add(closing)
+            self._close_journal_soon(self._keeper)
 
     async def loop_forever(self) -> None:
         """Run the loop until :meth:`stop` (graceful) or cancellation (hard stop).
@@ -306,6 +228,11 @@ class AsyncEventNexus(NexusRegistry):
         await self._feeds.close_all()
         await self._close_journal()
 
+    def _close_journal_soon(self, keeper: Keeper) -> None:
+        keeper.closing = True
+        (closing := asyncio.ensure_future(self._close_journal())).add_done_callback(_CLOSING.discard)
+        _CLOSING.add(closing)
+
     async def _close_journal(self) -> None:
         if self._keeper is not None:
             try:
@@ -347,7 +274,14 @@ class AsyncEventNexus(NexusRegistry):
     def cleanup(self) -> None:
         """Close every source and forget every registration.
 
+        A nexus with a journal whose loop never ran closes the journal too: what was staged
+        (by ``ingest_nowait()``, say) is written, and the file is unlocked, so that another
+        nexus may open it. A nexus whose loop ran closed its journal when the loop ended.
+
         :raises InvalidLoopState: the loop is running; stop it and await its task first.
+        :raises JournalError: the journal could not write what was staged
+            (:class:`~async_nexus.errors.JournalFull`: no room). It is closed and unlocked all
+            the same, and what it had committed before is kept.
         """
         if self._state in _RUNNING:
             raise InvalidLoopState(
@@ -355,6 +289,16 @@ class AsyncEventNexus(NexusRegistry):
             )
         self._router.clear()
         self._feeds.close_without_loop()
+        keeper = self._keeper
+        if keeper is not None and self._state is NexusState.READY and not keeper.closing:
+            try:
+                keeper.close_without_loop()
+            except BadCall:
+                # Never started, yet this thread's loop is writing a group of its journal (an
+                # ingest): the loop closes it, once the group is written.
+                if not _in_a_loop():
+                    raise
+                self._close_journal_soon(keeper)
 
     def __enter__(self) -> AsyncEventNexus:
         return self

@@ -290,3 +290,49 @@ async def test_a_named_event_the_codec_does_not_know_is_refused_at_once(tmp_path
     async with nexus:
         with pytest.raises(TypeError, match="Unregistered is not registered with the journal's codec"):
             await nexus.ingest(Unregistered(1, "x"))
+
+
+async def replayed(path: Path, count: int) -> list[Event]:
+    """What a new nexus on ``path`` dispatches as it starts: what the journal held."""
+    nexus = AsyncEventNexus(journal=path)  # JournalLocked if the file is still held
+    recorder = Recorder()
+    nexus.add_handler(-1, recorder)
+    async with nexus:
+        return await recorder.wait_for(count)
+
+
+def test_cleanup_of_a_nexus_that_never_ran_writes_what_is_staged_and_lets_go(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    nexus = AsyncEventNexus(journal=path)
+    nexus.ingest_nowait(Event(1, "job", 0, "staged before any loop ran"))
+    assert rows(path) == []  # staged, not written
+    nexus.cleanup()
+    nexus.cleanup()  # twice is fine
+    (event,) = asyncio.run(replayed(path, 1))
+    assert (event.id, event.payload, event.headers) == (1, "staged before any loop ran", {REDELIVERED: "1"})
+
+
+def test_leaving_a_with_block_of_a_nexus_that_never_ran_lets_go_of_the_journal(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    with AsyncEventNexus(journal=path) as nexus:
+        nexus.ingest_nowait(Event(1, "job", 0, "kept"))
+    (event,) = asyncio.run(replayed(path, 1))
+    assert (event.id, event.payload) == (1, "kept")
+
+
+async def test_cleanup_while_the_loop_writes_a_group_lets_the_loop_close_the_journal(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    nexus = AsyncEventNexus(journal=path)  # synchronous="full": the thread writes the groups
+    nexus.ingest_nowait(Event(1, "job", 0, "in flight"))
+    await asyncio.sleep(0)  # never started, yet this loop has a group of its journal in flight
+    journal = nexus._keeper.journal  # type: ignore[union-attr]
+    assert journal._groups._writing is not None
+    nexus.cleanup()  # not refused: the loop closes the journal once the group is written
+    nexus.cleanup()
+    for _ in range(1000):  # closing runs in a task of its own, once the group is written
+        if journal._state == "closed":
+            break
+        await asyncio.sleep(0.01)
+    assert journal._state == "closed", "cleanup() left the journal open"
+    (event,) = await replayed(path, 1)
+    assert (event.id, event.payload) == (1, "in flight")

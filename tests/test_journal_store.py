@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -366,6 +367,55 @@ async def test_close_commits_what_is_staged(path: Path, level: str) -> None:
     assert [e.event.id for e in await areplay(path)] == [1]
 
 
+def test_a_close_without_a_loop_writes_what_is_staged(path: Path, level: str) -> None:
+    before = set(threading.enumerate())
+    journal, _ = opened(path, synchronous=level)
+    (thread,) = [t for t in threading.enumerate() if t not in before and t.name.startswith("async-nexus")]
+    journal.append(Event(1, "t", 0, "committed by a loop that has ended"))
+    asyncio.run(journal.commit())
+    journal.append(Event(2, "t", 0, "staged"))  # no loop runs: staged, no group started
+    journal.save_checkpoint("where", "2")
+    assert journal.pending_commit()
+    journal._close_without_loop()
+    assert not thread.is_alive()
+    journal._close_without_loop()  # twice does nothing
+    with pytest.raises(BadCall, match="closed"):
+        journal.append(Event(3, "t"))
+    again, entries = opened(path, synchronous=level)  # unlocked
+    assert [e.event.payload for e in entries] == ["committed by a loop that has ended", "staged"]
+    assert again.checkpoint("where") == "2"
+    asyncio.run(again.close())
+
+
+async def test_a_close_without_a_loop_is_refused_while_a_group_is_in_flight(path: Path) -> None:
+    journal, _ = opened(path)  # synchronous="full": the thread writes the groups
+    journal.append(Event(1, "t"))
+    await asyncio.sleep(0)  # the committer has taken the group: one in flight in the thread
+    assert journal._groups._writing is not None
+    with pytest.raises(BadCall, match=r"in use by an event loop.*await close\(\) in that loop"):
+        journal._close_without_loop()
+    journal.append(Event(2, "t"))  # still open
+    await journal.close()
+    assert [e.event.id for e in await areplay(path)] == [1, 2]
+
+
+def test_a_close_without_a_loop_is_refused_while_a_commit_waits(path: Path, level: str) -> None:
+    journal, _ = opened(path, synchronous=level)
+    journal.append(Event(1, "t"))  # no loop runs yet: staged, no group started
+
+    async def main() -> None:
+        waiter = asyncio.create_task(journal.commit())
+        await asyncio.sleep(0)  # the waiter asked for a group, which has not started yet
+        assert journal._groups._writing is None and journal.pending_commit()
+        with pytest.raises(BadCall, match=r"await close\(\) in that loop"):
+            journal._close_without_loop()
+        await asyncio.wait_for(waiter, 10)
+        await journal.close()
+
+    asyncio.run(main())
+    assert [e.event.id for e in replay(path)] == [1]
+
+
 # -- refusals -------------------------------------------------------------------------------------
 
 
@@ -540,3 +590,25 @@ async def test_a_close_that_cannot_commit_raises_and_keeps_the_committed(path: P
     with pytest.raises(JournalFull):
         await journal.close()
     assert [e.event.id for e in await areplay(path)] == [0]  # closed and unlocked all the same
+
+
+def test_a_close_without_a_loop_that_cannot_write_raises_and_keeps_the_committed(
+    path: Path, level: str
+) -> None:
+    journal, _ = opened(path, synchronous=level, _max_page_count=1_000_000)
+    journal.append(Event(0, "t", 0, "committed"))
+
+    async def commit_and_fill_the_disk() -> None:
+        await journal.commit()
+        await journal._set_max_page_count(1)
+
+    asyncio.run(commit_and_fill_the_disk())
+    for i in range(1, 50):
+        journal.append(Event(i, "t", 0, "x" * 2000))  # no loop runs: staged
+    with pytest.raises(JournalFull) as info:
+        journal._close_without_loop()
+    assert str(path) in str(info.value) and info.value.errno == errno.ENOSPC
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+    assert journal.last_error is info.value
+    journal._close_without_loop()  # closed all the same: nothing more to do
+    assert [e.event.id for e in replay(path)] == [0]  # and unlocked
