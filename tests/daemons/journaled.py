@@ -3,8 +3,8 @@
 ``python -m tests.daemons.journaled events JOURNAL ACCEPTED HANDLED FIRST LAST LEVEL`` ingests
 the ids FIRST..LAST-1 into a journal at ``synchronous=LEVEL`` (sixteen producers at a time),
 appending each id to ACCEPTED once its ``await ingest()`` returned, and handles every event by
-appending its id to HANDLED. Once
-the events are in, it keeps running (replayed events are handled too) until killed.
+appending its id to HANDLED. Once the events are in, it keeps running (replayed events are
+handled too) until killed.
 
 ``python -m tests.daemons.journaled tail JOURNAL LOG HANDLED`` follows LOG with a
 :class:`~async_nexus.filetail.FileTail` from its beginning and appends each line it
