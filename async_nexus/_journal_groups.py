@@ -13,6 +13,7 @@ import errno
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +48,14 @@ class GroupCommitter:
     def __init__(
         self,
         path: Path,
-        write: Callable[[sql.Batch], tuple[int, float]],
-        flush_log: Callable[[], None],
+        store: sql.Store,
         *,
         inline: bool,
     ) -> None:
         self.path = path
-        self.write = write
-        self.flush_log = flush_log
-        #: Write groups in the loop itself, and have the thread flush the log now and then.
+        self.store = store
+        #: Commit in the loop too (the commits do not wait for the disk), and have the thread
+        #: flush the log now and then.
         self.inline = inline
         #: Set by the journal once its thread runs; None again once it is closing.
         self.executor: Executor | None = None
@@ -148,6 +148,13 @@ class GroupCommitter:
             return self._current_done
         return None
 
+    async def settled(self) -> None:
+        """Return once no group is being written, whatever became of the last one."""
+        while self._writing is not None:
+            if self._current_done is None:
+                self._current_done = _Outcome(loop=asyncio.get_running_loop())
+            await self._current_done
+
     def _kick(self) -> None:
         if self._kicked or self._writing is not None:
             return
@@ -185,26 +192,28 @@ class GroupCommitter:
         batch, self._staged = self._staged, sql.Batch()
         self._writing = batch
         self._current_done, self._next_done = self._next_done, None
-        if self.inline:
-            try:
-                added, seconds = self.write(batch)
-            except BaseException as exc:  # rolled back: the group goes back to be staged
-                self._stall = time.perf_counter() - started
-                self._group_written(batch, exc)
-                if not isinstance(exc, Exception):
-                    raise  # KeyboardInterrupt and the like still stop the program
-            else:
-                self._stall = time.perf_counter() - started
-                self._group_written(batch, None, added, seconds)
-                self._unflushed += 1
-                if self._unflushed >= _FLUSH_EVERY and not self._flushing:
-                    self._unflushed, self._flushing = 0, True
-                    flushing = loop.run_in_executor(self.executor, self.flush_log)
-                    flushing.add_done_callback(self._log_flushed)
+        try:
+            added = self.store.stage(batch)
+            seconds = self.store.commit() if self.inline else 0.0
+        except BaseException as exc:  # rolled back: the group goes back to be staged
+            self._stall = time.perf_counter() - started
+            self._group_written(batch, exc)
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt and the like still stop the program
             return
-        future = loop.run_in_executor(self.executor, self.write, batch)
-        future.add_done_callback(self._written_in_thread)
-        self._stall = time.perf_counter() - started
+        if not self.inline:  # the commit waits for the disk: the thread makes it
+            committing = loop.run_in_executor(self.executor, self.store.commit)
+            staged_in = time.perf_counter() - started
+            committing.add_done_callback(partial(self._committed_in_thread, batch, added, staged_in))
+            self._stall = staged_in
+            return
+        self._stall = seconds = time.perf_counter() - started
+        self._group_written(batch, None, added, seconds)
+        self._unflushed += 1
+        if self._unflushed >= _FLUSH_EVERY and not self._flushing:
+            self._unflushed, self._flushing = 0, True
+            flushing = loop.run_in_executor(self.executor, self.store.flush_log)
+            flushing.add_done_callback(self._log_flushed)
 
     def _log_flushed(self, future: asyncio.Future[None]) -> None:
         self._flushing = False
@@ -222,14 +231,15 @@ class GroupCommitter:
             )
         )
 
-    def _written_in_thread(self, future: asyncio.Future[tuple[int, float]]) -> None:
-        batch = self._writing or sql.Batch()
+    def _committed_in_thread(
+        self, batch: sql.Batch, added: int, staged_in: float, future: asyncio.Future[float]
+    ) -> None:
         if future.cancelled():
             self._group_written(batch, JournalError(f"writing to the journal {self.path} was cancelled"))
         elif (cause := future.exception()) is not None:
             self._group_written(batch, cause)
         else:
-            self._group_written(batch, None, *future.result())
+            self._group_written(batch, None, added, staged_in + future.result())
 
     def _group_written(
         self, batch: sql.Batch, cause: BaseException | None, added: int = 0, seconds: float = 0.0

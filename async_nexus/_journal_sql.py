@@ -1,8 +1,10 @@
-"""The SQLite side of :mod:`async_nexus.journal`: the file's format, the lock, the checks made at
-open and the work done in the journal's thread. Private: the journal module is its only user.
+"""The SQLite side of :mod:`async_nexus.journal`: the file's format, the checks made at open and
+the work done on the connection. Private: the journal and its committer are its only users.
 
-Everything in :class:`Store` runs in the journal's one worker thread (``open()`` included), so
-the connection is only ever touched by that thread.
+The connection is used by one thread at a time, never two at once: the journal's worker thread
+opens and closes it; each group's transaction is begun and filled in the event loop's thread,
+and committed there (``normal``) or in the worker thread (``full``, where the commit waits for the
+disk), and the loop starts no group before the last commit is over.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import JournalCorrupt, JournalError, JournalLocked
+from .errors import JournalCorrupt, JournalError
 
 #: Written into the database header so a journal is told apart from any other SQLite file.
 APPLICATION_ID = 0x414E4A31  # "ANJ1"
@@ -146,56 +148,6 @@ def corrupt(path: Path, what: str, todo: str = "") -> JournalCorrupt:
     )
 
 
-def acquire_lock(path: Path) -> int:
-    """Lock ``{path}-lock`` for this process, write its pid into it and return its descriptor.
-
-    :raises JournalLocked: another open journal (in any process) holds the lock.
-    """
-    lock_path = f"{path}-lock"
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise JournalError(f"cannot create the lock file {lock_path} of the journal {path}: {exc}") from exc
-    try:
-        import fcntl  # here: POSIX only, and importing the package must work everywhere
-
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        os.close(fd)
-        if holder == str(os.getpid()):
-            who = f"this process ({holder}): another SqliteJournal on the same file is open; close it first"
-        elif holder:
-            who = f"process {holder}; stop that process (or close its journal) first"
-        else:
-            who = "another process that is opening it right now; stop that process first"
-        raise JournalLocked(
-            f"the journal {path} is in use by {who}, or give this one a journal file of its own "
-            "(one journal file serves one nexus at a time)"
-        ) from None
-    except OSError as exc:
-        os.close(fd)
-        raise JournalError(f"cannot lock {lock_path} for the journal {path}: {exc}") from exc
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-    return fd
-
-
-def release_lock(fd: int) -> None:
-    """Release a lock taken by :func:`acquire_lock`.
-
-    The lock file stays: deleting it would let a process that opened it just before hold a lock
-    on a file nobody else sees.
-    """
-    try:
-        os.ftruncate(fd, 0)
-        import fcntl
-
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
 # macOS has no fdatasync(); fsync() does the same there, and a little more.
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 
@@ -209,7 +161,7 @@ def _fsync_path(path: Path | str, flags: int = os.O_RDONLY) -> None:
 
 
 class Store:
-    """The journal's SQLite connection and all the work done with it, in the journal's thread."""
+    """The journal's SQLite connection and all the work done with it."""
 
     def __init__(self, path: Path, synchronous: str, max_page_count: int | None) -> None:
         self.path = path
@@ -334,8 +286,17 @@ class Store:
 
     def write(self, batch: Batch) -> tuple[int, float]:
         """Write ``batch`` in one transaction; return (rows added, seconds it took)."""
-        conn = self._conn()
         start = time.perf_counter()
+        added = self.stage(batch)
+        return added, time.perf_counter() - start + self.commit()
+
+    def stage(self, batch: Batch) -> int:
+        """Begin a transaction and make ``batch``'s changes in it; return the rows added.
+
+        No waiting for the disk here: the pages change in SQLite's cache, and :meth:`commit`
+        writes them out. On a failure the transaction is rolled back, and nothing changed.
+        """
+        conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
             added = conn.executemany(_INSERT, batch.inserts.values()).rowcount if batch.inserts else 0
@@ -345,11 +306,24 @@ class Store:
                 added -= conn.executemany(_DELETE_RUN, runs(batch.deletes)).rowcount
             if batch.checkpoints:
                 conn.executemany(_CHECKPOINT, batch.checkpoints.items())
+        except BaseException:
+            self._rollback(conn)
+            raise
+        return added
+
+    def commit(self) -> float:
+        """Commit the transaction :meth:`stage` began (at ``full``, a sync); return its seconds.
+
+        On a failure the transaction is rolled back whole.
+        """
+        conn = self._conn()
+        start = time.perf_counter()
+        try:
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)
             raise
-        return added, time.perf_counter() - start
+        return time.perf_counter() - start
 
     def flush_log(self) -> None:
         """Write the write-ahead log out to the disk (at ``normal``, ahead of SQLite's checkpoint).

@@ -22,15 +22,16 @@ all: a checkpoint is stored together with the events staged with it, so a source
 where it is along with the events it produced never resumes past or before them. An event
 removed before its group was written never reaches the disk.
 
-**Where the work runs.** At ``synchronous="full"`` every commit waits for the disk, so the
-groups are written in one worker thread of the journal's own: for each group the event loop only
-swaps the staged operations for an empty set, hands them over and resolves one future (which
-wakes each ``commit()`` that waits for it). At ``"normal"`` a commit does not wait for the disk:
-it takes a fraction of a millisecond, less than the trip to a thread and back while the loop is
-busy, so the loop writes each group itself, and the thread writes the log out to the disk every
-64 groups, so that SQLite's checkpoint (a commit now and then that copies the log into the
-database, and syncs it first) finds little left to sync. Either way the loop is held for at most
-one group's commit; the longest is measured (``stats()["longest_loop_stall_s"]``).
+**Where the work runs.** The event loop begins each group's transaction and makes its changes
+itself: that takes a fraction of a millisecond and does not wait for the disk (the pages change
+in SQLite's cache). What follows depends on ``synchronous``. At ``"full"`` the commit waits for
+the disk, so one worker thread of the journal's own makes it, and the loop resolves one future
+when it is done (which wakes each ``commit()`` that waits for it). At ``"normal"`` the commit
+does not wait for the disk, and takes less than the trip to a thread and back while the loop is
+busy, so the loop commits too; the thread then writes the log out to the disk every 64 groups,
+so that SQLite's checkpoint (a commit now and then that copies the log into the database, and
+syncs it first) finds little left to sync. Either way the loop is held for at most one group's
+transaction; the longest is measured (``stats()["longest_loop_stall_s"]``).
 
 **Failures.** A group that cannot be written (a full disk is
 :class:`~async_nexus.errors.JournalFull`) is rolled back whole; its operations go back in front
@@ -55,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from . import _journal_lock as lock
 from . import _journal_rows as rows
 from . import _journal_sql as sql
 from ._journal_groups import GroupCommitter
@@ -123,9 +125,7 @@ class SqliteJournal:
         self._codec = codec if codec is not None else EventCodec()
         self._store = sql.Store(self._path, synchronous, _max_page_count)
         self._state = "new"  # -> "open" -> "closing" -> "closed"
-        self._groups = GroupCommitter(
-            self._path, self._store.write, self._store.flush_log, inline=synchronous == "normal"
-        )
+        self._groups = GroupCommitter(self._path, self._store, inline=synchronous == "normal")
         self._executor: ThreadPoolExecutor | None = None
         self._lock_fd: int | None = None
         self._next_seq = 1
@@ -171,7 +171,7 @@ class SqliteJournal:
         """
         if self._state != "new":
             raise BadCall(f"the journal {self._path} was opened already; open() is called once")
-        self._lock_fd = sql.acquire_lock(self._path)
+        self._lock_fd = lock.acquire_lock(self._path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="async-nexus-journal")
         try:
             rows, checkpoints, next_seq, count = self._executor.submit(self._store.open).result()
@@ -344,7 +344,7 @@ class SqliteJournal:
         self._state = "closed"
         fd, self._lock_fd = self._lock_fd, None
         if fd is not None:
-            sql.release_lock(fd)
+            lock.release_lock(fd)
 
     def _check_open(self) -> None:
         if self._state == "new":
@@ -369,7 +369,7 @@ class SqliteJournal:
         ``rows`` stored, ``staged`` operations not yet durable, ``commits`` (groups written),
         ``events_per_commit`` and ``ops_per_commit`` (means), ``longest_commit_s`` (the longest
         transaction, sync included), ``longest_loop_stall_s`` (the longest time the event loop
-        itself spent on one group; at ``"normal"`` the whole commit), ``log_flushes`` (at
+        itself spent on one group: its changes, and at ``"normal"`` the commit too), ``log_flushes`` (at
         ``"normal"``, times the thread wrote the log out), ``failed_commits`` and
         ``last_error_at`` (``time.time()`` of the last failure, 0 if none; :attr:`last_error`
         says what it was).
@@ -380,8 +380,5 @@ class SqliteJournal:
         """For tests: limit the database's size, to run it into SQLITE_FULL (or lift the limit)."""
         if self._executor is None:
             raise BadCall("the journal is not open")
-        if self._groups.inline:  # the loop's thread writes the groups: no group runs meanwhile
-            return self._store.set_max_page_count(pages)
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._store.set_max_page_count, pages
-        )
+        await self._groups.settled()  # no commit in the thread now, and none starts before this
+        return self._store.set_max_page_count(pages)
