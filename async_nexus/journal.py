@@ -369,9 +369,9 @@ class SqliteJournal:
         ``rows`` stored, ``staged`` operations not yet durable, ``commits`` (groups written),
         ``events_per_commit`` and ``ops_per_commit`` (means), ``longest_commit_s`` (the longest
         transaction, sync included), ``longest_loop_stall_s`` (the longest time the event loop
-        itself spent on one group: its changes, and at ``"normal"`` the commit too), ``log_flushes`` (at
-        ``"normal"``, times the thread wrote the log out), ``failed_commits`` and
-        ``last_error_at`` (``time.time()`` of the last failure, 0 if none; :attr:`last_error`
+        itself spent on one group: its changes, and at ``"normal"`` the commit too),
+        ``log_flushes`` (at ``"normal"``, times the thread wrote the log out), ``failed_commits``
+        and ``last_error_at`` (``time.time()`` of the last failure, 0 if none; :attr:`last_error`
         says what it was).
         """
         return self._groups.stats()
