@@ -142,18 +142,18 @@ class GroupCommitter:
             if not self._kicked:
                 self._kick()
             return self._next_done
-        if self._writing is not None:
-            if self._current_done is None:
-                self._current_done = _Outcome(loop=loop)
-            return self._current_done
-        return None
+        return self._in_flight() if self._writing is not None else None
 
     async def settled(self) -> None:
         """Return once no group is being written, whatever became of the last one."""
         while self._writing is not None:
-            if self._current_done is None:
-                self._current_done = _Outcome(loop=asyncio.get_running_loop())
-            await self._current_done
+            await self._in_flight()
+
+    def _in_flight(self) -> Done:
+        """The outcome of the group being written, shared by all who wait for it."""
+        if self._current_done is None:
+            self._current_done = _Outcome(loop=self._loop)
+        return self._current_done
 
     def _kick(self) -> None:
         if self._kicked or self._writing is not None:

@@ -140,13 +140,18 @@ def summary_with(counts: str) -> Callable[[list[str]], bool]:
     return lambda seen: any(line.startswith("summary #") and counts in line for line in seen)
 
 
-def test_the_typed_in_program_runs_and_does_what_the_page_says(tmp_path: Path) -> None:
-    """The joined blocks run as a program: alerts, summaries, a graceful stop on SIGINT."""
+def logwatch(tmp_path: Path, summary: str) -> tuple[Path, Path, dict[str, str]]:
+    """The page's program, its log with three database errors, and the environment to run it."""
     program = tmp_path / "logwatch.py"
     program.write_text(tutorial_program(), encoding="utf-8")
     log = tmp_path / "app.log"
     log.write_text("ERROR db: refused\nERROR db: refused\nINFO web: healthcheck ok\nERROR db: refused\n")
-    env = {**os.environ, "LOGWATCH_FILE": str(log), "LOGWATCH_SUMMARY": "0.5"}
+    return program, log, {**os.environ, "LOGWATCH_FILE": str(log), "LOGWATCH_SUMMARY": summary}
+
+
+def test_the_typed_in_program_runs_and_does_what_the_page_says(tmp_path: Path) -> None:
+    """The joined blocks run as a program: alerts, summaries, a graceful stop on SIGINT."""
+    program, log, env = logwatch(tmp_path, "0.5")
 
     def append_junk() -> None:
         with log.open("a") as file:  # appended while it runs: the tail picks it up
@@ -161,11 +166,7 @@ def test_the_typed_in_program_runs_and_does_what_the_page_says(tmp_path: Path) -
 
 def test_a_restart_reads_only_the_new_lines_and_raises_no_old_alert(tmp_path: Path) -> None:
     """The page's restart: what was handled is not read again, what came while down is."""
-    program = tmp_path / "logwatch.py"
-    program.write_text(tutorial_program(), encoding="utf-8")
-    log = tmp_path / "app.log"
-    log.write_text("ERROR db: refused\nERROR db: refused\nINFO web: healthcheck ok\nERROR db: refused\n")
-    env = {**os.environ, "LOGWATCH_FILE": str(log), "LOGWATCH_SUMMARY": "0.3"}
+    program, log, env = logwatch(tmp_path, "0.3")
     first, _ = run_until(program, env, summary_with("ERROR=3"))
     assert "ALERT db: 3 errors\n" in first
     with log.open("a") as file:  # while it is down
