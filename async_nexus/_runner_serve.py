@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._runner_target import TargetError, UsageError, build_nexuses
-from ._tasks import stop_signals
+from ._tasks import stop_on_signals
 from .domains import NexusGroup
 from .nexus import AsyncEventNexus, NexusState
 
@@ -147,13 +147,11 @@ def _instrument(nexuses: dict[str, AsyncEventNexus]) -> None:
 async def _run_until_signalled(nexuses: dict[str, AsyncEventNexus], *, name: str) -> int:
     group = NexusGroup(*nexuses.values(), names=list(nexuses))
     task = group.start()
-    received: list[signal.Signals] = []
     several = len(nexuses) > 1
 
-    def on_signal(signum: signal.Signals) -> None:
-        received.append(signum)
+    def log_signal(signum: signal.Signals, count: int) -> None:
         queued = sum(nexus.stats()["queued"] for nexus in nexuses.values())
-        if len(received) == 1:
+        if count == 1:
             order = f" nexus {', then '.join(reversed(nexuses))}," if several else ""
             logger.info(
                 "%s received: stopping%s gracefully, %d events queued (drain timeout %s); "
@@ -163,17 +161,16 @@ async def _run_until_signalled(nexuses: dict[str, AsyncEventNexus], *, name: str
                 queued,
                 ", ".join(sorted({f"{nexus.drain_timeout:g}s" for nexus in nexuses.values()})),
             )
-            group.stop()
         else:
             logger.warning(
                 "%s received again: stopping at once; %d queued events are not dispatched",
                 signum.name,
                 queued,
             )
-            task.cancel()
 
+    received: list[signal.Signals] = []
     try:
-        with stop_signals(on_signal):
+        with stop_on_signals(group.stop, task, on_signal=log_signal, what=name) as received:
             listed = f"; nexuses {', '.join(nexuses)}" if several else ""
             logger.info(
                 "running %s (pid %d%s); SIGINT or SIGTERM stops it gracefully", name, os.getpid(), listed

@@ -29,10 +29,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import signal
 from collections.abc import Sequence
 
-from ._tasks import stop_signals
+from ._tasks import stop_on_signals
 from .errors import BadCall, LoopAlreadyStarted, LoopStopped
 from .nexus import AsyncEventNexus, NexusState
 
@@ -196,17 +195,7 @@ class NexusGroup:
 
     async def _run_until_signalled(self) -> None:
         task = self.start()
-        signals = 0
-
-        def on_signal(signum: signal.Signals) -> None:
-            nonlocal signals
-            signals += 1
-            if signals == 1:
-                self.stop()
-            else:
-                task.cancel()
-
-        with stop_signals(on_signal):
+        with stop_on_signals(self.stop, task, what="the nexuses"):
             await task
 
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from typing import Any
 
 from ._nexus_requests import NexusRequests
-from ._tasks import stop_signals
+from ._tasks import stop_on_signals
 from .consumers import close_consumers
 from .counts import snapshot
 from .errors import BadCall, InvalidLoopState, JournalError, LoopAlreadyStarted, LoopStopped
@@ -333,12 +332,5 @@ class AsyncEventNexus(NexusRegistry, NexusRequests):
 
     async def _run_until_signalled(self) -> None:
         task = self.start()
-
-        def on_signal(signum: signal.Signals) -> None:
-            if self._dispatcher.stop_requested:
-                task.cancel()
-            else:
-                self.stop()
-
-        with stop_signals(on_signal):
+        with stop_on_signals(self.stop, task):
             await task
