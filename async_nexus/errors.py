@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 __all__ = [
     "AsyncNexusError",
     "BadCall",
+    "BadValue",
+    "BadType",
+    "NotRegistered",
+    "AlreadyRegistered",
     "InvalidLoopState",
     "LoopAlreadyStarted",
     "LoopStopped",
@@ -64,6 +68,35 @@ class UnhandledEvent(AsyncNexusError):
 
 class BadCall(AsyncNexusError):
     """A method was called wrongly: bad arguments, or the wrong moment in the lifecycle."""
+
+
+class BadValue(BadCall, ValueError):
+    """An argument has the right type but a value the call cannot take (a negative delay, say).
+
+    It is also a :class:`ValueError`, which is what such calls raised before.
+    """
+
+
+class BadType(BadCall, TypeError):
+    """An argument is of a type the call does not take.
+
+    It is also a :class:`TypeError`, which is what such calls raised before.
+    """
+
+
+class NotRegistered(BadCall, LookupError):
+    """The handler, filter or source to remove is not registered there.
+
+    It is also a :class:`LookupError`, which is what such calls raised before.
+    """
+
+
+class AlreadyRegistered(BadCall, LookupError):
+    """A second handler for one event type, on a nexus made without ``multiple=True``.
+
+    It is also a :class:`LookupError`, as the guide says. Create the nexus with
+    ``AsyncEventNexus(multiple=True)`` to run several handlers per type.
+    """
 
 
 class MisconfiguredEventProducer(BadCall):
