@@ -57,7 +57,9 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
         """
         if self._closed:
             raise self._gone(event)
-        find_route = getattr(queue, "_reply_route", None)
+        # A handler's queue knows where answers go if the event is a request; a plain
+        # asyncio.Queue, as 1.0 programs passed, does not.
+        find_route = getattr(queue, "reply_route", None)
         crossing = (event, find_route(event) if find_route is not None else None)
         if self._stopping:
             self._hand_over([crossing])
@@ -85,30 +87,22 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
             event, reply = await self._queue.get()
             await self.distribute_event(event, reply=reply)
 
-    def _on_stop(self) -> None:
-        # The receiving nexus is stopping: what the sending side gave us, and gives us
-        # until the receiver has drained, is handed over directly.
+    def on_stopping(self) -> None:
+        """The receiving nexus is stopping: hand over what the sending side gave us.
+
+        From now until the receiver has drained, what crosses is handed over directly.
+        """
         self._stopping = True
-        try:
-            self._hand_over([])
-        except LoopStopped:
-            pass
+        self._hand_over([])
 
     def _hand_over(self, crossings: list[_Crossing]) -> None:
         while not self._queue.empty():
             crossings.append(self._queue.get_nowait())
         if not crossings:
             return
-        delivered = False
-        for nexus in self.nexuses():
-            try:
-                for event, reply in crossings:
-                    nexus._accept_forced(event, reply, self)
-                delivered = True
-            except LoopStopped:
-                continue
-        if not delivered:
-            raise self._gone(crossings[0][0], len(crossings))
+        refused = [(event, reply) for event, reply in crossings if not self.hand_over(event, reply=reply)]
+        if refused:
+            raise self._gone(refused[0][0], len(refused))
 
     @staticmethod
     def _gone(event: Event, count: int = 1) -> LoopStopped:

@@ -66,7 +66,7 @@ GenericHandler = HandlerLike
 FilterFunc = Callable[[Event, "asyncio.Queue[Any]"], Union[bool, Awaitable[bool]]]
 
 
-def _describe(obj: object) -> str:
+def describe(obj: object) -> str:
     text = repr(obj)
     if len(text) > 80:
         text = text[:77] + "..."
@@ -117,7 +117,7 @@ def as_callable(
     elif callable(obj):
         function = obj
     else:
-        raise MisconfiguredEventConsumer(f"{a_role} must be {takes}, got {_describe(obj)}")
+        raise MisconfiguredEventConsumer(f"{a_role} must be {takes}, got {describe(obj)}")
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError):  # some builtins have no signature: trust them
@@ -127,7 +127,7 @@ def as_callable(
             signature.bind(None, None)
         except TypeError:
             raise MisconfiguredEventConsumer(
-                f"{a_role} is called as {called_as}, but {_describe(obj)} "
+                f"{a_role} is called as {called_as}, but {describe(obj)} "
                 f"has the signature {signature}; accept two positional parameters"
             ) from None
     is_async = inspect.iscoroutinefunction(function) or (
@@ -179,7 +179,7 @@ class EventFanout(EventConsumer):
         """Remove ``handler``; :class:`ValueError` if it was not registered."""
         index = index_of(self._handlers, handler)
         if index < 0:
-            raise ValueError(f"{_describe(handler)} is not registered with this fanout")
+            raise ValueError(f"{describe(handler)} is not registered with this fanout")
         del self._handlers[index]
         self._calls = tuple((f, a) for _, f, a in self._handlers)
 
@@ -247,7 +247,7 @@ async def close_consumers(
         except asyncio.TimeoutError:
             await report(
                 TimeoutError(
-                    f"closing {_describe(consumer)} did not finish within the drain timeout; "
+                    f"closing {describe(consumer)} did not finish within the drain timeout; "
                     "what it still held may be lost: raise drain_timeout"
                 ),
                 consumer,

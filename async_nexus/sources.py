@@ -24,7 +24,7 @@ from .events import Event, EventFactory
 _logger = logging.getLogger("async_nexus")
 
 __all__ = [
-    "SourceTarget",
+    "SourcePort",
     "EventConverter",
     "EventProducer",
     "EventSource",
@@ -32,34 +32,66 @@ __all__ = [
 ]
 
 
-class SourceTarget(Protocol):
-    """What a source needs of a nexus: :class:`~async_nexus.AsyncEventNexus` is one.
+class SourcePort(Protocol):
+    """What a source may do with a nexus it is registered with.
 
-    Sources reach the nexus through this and nothing else, so this module never imports
-    the nexus.
+    The nexus hands one to each producer it registers (:meth:`EventProducer.register_nexus`);
+    sources reach the nexus through it and nothing else, so this module never imports
+    the nexus. A source written for Async Nexus rarely needs it directly:
+    :meth:`EventProducer.distribute_event`, :meth:`EventProducer.hand_over` and
+    :meth:`EventProducer.report` use it.
     """
 
-    async def _ingest_from_source(
+    @property
+    def nexus(self) -> Any:
+        """The nexus this port leads to."""
+
+    @property
+    def running(self) -> bool:
+        """Whether the nexus's loop runs, with its sources (its state is LOOPING)."""
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was asked for: the sources are being stopped, or have been."""
+
+    async def deliver(
         self,
         event: Event,
-        reply: Callable[[Event], object] | None = None,
-        done: Callable[[Event], object] | None = None,
         source: EventSource | None = None,
-        dead: Callable[[Event, BaseException, int], object] | None = None,
+        *,
+        reply: Callable[[Event], object] | None = None,
+        on_dispatched: Callable[[Event], object] | None = None,
+        on_dead_letter: Callable[[Event, BaseException, int], object] | None = None,
     ) -> None:
-        """Queue ``event`` from ``source``, waiting for room; ``done(event)`` once handled,
-        ``dead(event, exception, attempts)`` instead once its handling finally failed."""
+        """Queue ``event`` from ``source``, waiting while the queue is full.
 
-    def _accept_forced(
-        self, event: Event, reply: Callable[[Event], object] | None = None, source: EventSource | None = None
+        ``on_dispatched(event)`` is called once it is dispatched; ``on_dead_letter(event,
+        exception, attempts)`` instead once its handling finally failed; ``reply(answer)``
+        is where answers go if it is a request.
+
+        :raises LoopStopped: the nexus no longer takes events from sources.
+        """
+
+    def deliver_now(
+        self,
+        event: Event,
+        source: EventSource | None = None,
+        *,
+        reply: Callable[[Event], object] | None = None,
     ) -> None:
-        """Queue ``event`` past the bound (for what a boundary already took)."""
+        """Queue ``event`` now, past the queue's bound: for what a source took already.
 
-    async def _report(self, exc: BaseException, subject: Any) -> None:
-        """Send a failure to the error hook."""
+        :raises LoopStopped: the nexus no longer takes events from sources.
+        """
 
-    def _adopt(self, producer: EventProducer) -> bool:
-        """Run ``producer`` if this nexus is looping; true if it does."""
+    async def report(self, exc: BaseException, subject: Any) -> None:
+        """Send a failure to the nexus's error hook, naming ``subject``."""
+
+    def adopt(self, producer: EventProducer) -> bool:
+        """Run ``producer.start()`` in this nexus if its loop runs; true if it does.
+
+        How a producer shared by several nexuses goes on when the nexus that ran it stops.
+        """
 
 
 #: True while a source reports a failure that it goes on after (bad input, a dead letter),
@@ -221,7 +253,7 @@ class EventProducer(EventSource):
 
     def __init__(self, event_factory: EventFactory | None = None) -> None:
         self._event_factory = event_factory
-        self._nexuses: list[weakref.ref[SourceTarget]] = []
+        self._ports: list[weakref.ref[SourcePort]] = []
 
     @property
     def event_factory(self) -> EventFactory:
@@ -241,23 +273,32 @@ class EventProducer(EventSource):
     def event_factory(self, factory: EventFactory | None) -> None:
         self._event_factory = factory
 
-    def register_nexus(self, nexus: SourceTarget) -> None:
-        """Deliver this producer's events to ``nexus`` too (``add_producer`` calls it)."""
-        if not hasattr(self, "_nexuses"):
+    def register_nexus(self, port: SourcePort) -> None:
+        """Deliver this producer's events through ``port`` too, to its nexus.
+
+        ``nexus.add_producer(producer)`` calls it with the port that nexus hands its
+        sources; register producers that way.
+        """
+        if not hasattr(self, "_ports"):
             raise MisconfiguredEventProducer(
                 f"{type(self).__qualname__}.__init__ did not call super().__init__(); "
                 "EventProducer subclasses must"
             )
-        if nexus not in self.nexuses():
-            self._nexuses.append(weakref.ref(nexus))
+        if all(other.nexus is not port.nexus for other in self._live_ports()):
+            self._ports.append(weakref.ref(port))
 
-    def deregister_nexus(self, nexus: SourceTarget) -> None:
-        """Stop delivering to ``nexus``."""
-        self._nexuses = [ref for ref in self._nexuses if ref() not in (None, nexus)]
+    def deregister_nexus(self, nexus: object) -> None:
+        """Stop delivering to ``nexus`` (the nexus, or the port it handed this producer)."""
+        self._ports = [
+            ref for ref in self._ports if (port := ref()) is not None and nexus not in (port, port.nexus)
+        ]
 
     def nexuses(self) -> list[Any]:
         """The nexuses this producer delivers to that are still alive."""
-        return [nexus for ref in getattr(self, "_nexuses", ()) if (nexus := ref()) is not None]
+        return [port.nexus for port in self._live_ports()]
+
+    def _live_ports(self) -> list[SourcePort]:
+        return [port for ref in getattr(self, "_ports", ()) if (port := ref()) is not None]
 
     @property
     def nexus_set(self) -> Set[Any]:
@@ -271,8 +312,12 @@ class EventProducer(EventSource):
     async def start(self) -> None:
         """Produce events. The default does nothing: a producer fed by callbacks needs no task."""
 
-    def _on_stop(self) -> None:
-        """Called by a stopping nexus after it cancelled :meth:`start`, before it drains."""
+    def on_stopping(self) -> None:
+        """Called by a stopping nexus after it cancelled :meth:`start`, before it drains.
+
+        The default does nothing; a producer that holds events it took already (a
+        boundary) hands them over here, with :meth:`hand_over`.
+        """
 
     async def distribute_event(
         self,
@@ -300,23 +345,23 @@ class EventProducer(EventSource):
 
         :raises MisconfiguredEventProducer: when no nexus is registered.
         """
-        nexuses = self.nexuses()
-        if not nexuses:
+        ports = self._live_ports()
+        if not ports:
             raise MisconfiguredEventProducer(
                 f"{self!r} distributed an event but is registered with no nexus; "
                 "add it with nexus.add_producer() first"
             )
         done, dead = on_dispatched, on_dead_letter
         countdown = None
-        if on_dispatched is not None and len(nexuses) > 1:
+        if on_dispatched is not None and len(ports) > 1:
             countdown = _Countdown(on_dispatched, on_dead_letter)
             done, dead = countdown, countdown.failed
         accepted = 0
-        for nexus in nexuses:
+        for port in ports:
             if countdown is not None:
                 countdown.pending += 1
             try:
-                await nexus._ingest_from_source(event, reply, done, self, dead)
+                await port.deliver(event, self, reply=reply, on_dispatched=done, on_dead_letter=dead)
             except LoopStopped:
                 if countdown is not None:
                     countdown.pending -= 1
@@ -332,13 +377,58 @@ class EventProducer(EventSource):
         For failures the producer goes on after, such as a malformed message: the default
         error hook logs that the producer *reported* an error, not that it failed.
         """
-        nexuses = self.nexuses()
-        if not nexuses:
+        ports = self._live_ports()
+        if not ports:
             _logger.error(
                 "async_nexus: %s reported an error, and no nexus is registered", self.name, exc_info=exc
             )
-        for nexus in nexuses:
-            await report_going_on(nexus._report, exc, self)
+        for port in ports:
+            await report_going_on(port.report, exc, self)
+
+    def hand_over(self, event: Event, *, reply: Callable[[Event], object] | None = None) -> int:
+        """Queue ``event`` now in every registered nexus that still takes it, past the bound.
+
+        For what the producer took already and must not keep waiting (a boundary's events,
+        as its receiving nexus stops). Returns how many nexuses took it.
+        """
+        accepted = 0
+        for port in self._live_ports():
+            try:
+                port.deliver_now(event, self, reply=reply)
+            except LoopStopped:
+                continue
+            accepted += 1
+        return accepted
+
+
+def claim_start(producer: EventProducer) -> bool:
+    """For nexuses: true if ``producer.start()`` is not run by any nexus, which now runs it.
+
+    A producer shared by several nexuses is started once, by the first to start; it may
+    start again once it has been closed.
+    """
+    if producer._running:
+        return False
+    producer._running = True
+    return True
+
+
+def release_start(producer: EventProducer) -> None:
+    """For nexuses: the nexus that ran ``producer.start()`` no longer does."""
+    producer._running = False
+
+
+def hand_on(producer: EventProducer) -> bool:
+    """For a nexus that stops: leave ``producer`` to the nexuses still using it; true if any is.
+
+    One of them that is looping runs its ``start()`` from now on, unless one does already.
+    """
+    ports = producer._live_ports()
+    if not producer._running:
+        for port in ports:
+            if port.adopt(producer):
+                break
+    return bool(ports)
 
 
 class _NexusSet(Set[Any]):

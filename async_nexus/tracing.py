@@ -42,12 +42,12 @@ def instrument(nexus: AsyncEventNexus, *, tracer_provider: trace.TracerProvider 
     Call it before or while the loop runs; :func:`uninstrument` undoes it.
     """
     tracer = trace.get_tracer("async_nexus", __version__, tracer_provider=tracer_provider)
-    nexus._set_tracer(_DispatchSpans(tracer))
+    nexus.trace_with(_DispatchSpans(tracer))
 
 
 def uninstrument(nexus: AsyncEventNexus) -> None:
     """Stop tracing ``nexus``; events already being dispatched finish their spans."""
-    nexus._set_tracer(None)
+    nexus.trace_with(None)
 
 
 class _Dispatch:

@@ -66,7 +66,7 @@ def test_the_1_0_names_are_at_the_package_root() -> None:
     assert async_nexus.NamedEventTypeVar.__bound__ is NamedEvent
     assert typing.get_origin(async_nexus.FilterFunc) is typing.get_origin(typing.Callable)
     assert async_nexus.create_handler_coro is create_handler_coro
-    assert async_nexus.AsyncEventNexus.QUEUE_MAXLEN == AsyncEventNexus.DEFAULT_MAXSIZE
+    assert async_nexus.AsyncEventNexus.QUEUE_MAXLEN == 4096  # the one name of the default bound
     for name in ("EventTypeID", "GenericHandler", "FilterFunc", "NamedEventTypeVar", "create_handler_coro"):
         assert name in async_nexus.__all__
 

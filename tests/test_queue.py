@@ -9,7 +9,7 @@ import pytest
 
 from async_nexus import AsyncEventNexus, Event
 from async_nexus.errors import QueueFull
-from async_nexus.queue import HANDOFF, EventQueue
+from async_nexus._core.queue import HANDOFF, EventQueue
 
 WAIT = 10
 
@@ -133,13 +133,13 @@ async def test_a_producer_that_never_yields_lets_the_loop_run_every_handoff_even
     nexus.add_handler(1, handler)
     task = nexus.start()
     await asyncio.sleep(0)  # the loop is now waiting for events
-    for number in range(5 * nexus.DEFAULT_MAXSIZE):
+    for number in range(5 * nexus.QUEUE_MAXLEN):
         await nexus.ingest(Event(number, 1))
         ingested += 1
     await asyncio.wait_for(nexus.join(), WAIT)
 
     stats = nexus.stats()
-    assert stats["dispatched"] == 5 * nexus.DEFAULT_MAXSIZE
+    assert stats["dispatched"] == 5 * nexus.QUEUE_MAXLEN
     assert stats["high_water"] <= HANDOFF + 1, stats
     assert max(lags) <= HANDOFF + 1  # no event waited behind more than one handoff's worth
     nexus.stop()

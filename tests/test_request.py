@@ -202,7 +202,7 @@ async def test_on_dispatched_not_called_for_undispatched_events() -> None:
 
     async def stuck(event: Event, queue: Any) -> None:
         # Hold the loop on event 0 until the drain timeout has cut the rest off.
-        while event.id == 0 and not nexus._dispatcher.halted:
+        while event.id == 0 and not nexus._life.halted:
             await asyncio.sleep(0.005)
 
     nexus.add_handler(1, stuck)

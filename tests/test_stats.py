@@ -86,7 +86,7 @@ async def test_stats_count_refused_events_nowhere() -> None:
 async def test_types_past_the_route_limit_are_routed_right_and_counted_together(
     monkeypatch: Any,
 ) -> None:
-    from async_nexus import routing
+    from async_nexus._core import routing
 
     monkeypatch.setattr(routing, "_ROUTE_LIMIT", 2)
     nexus = AsyncEventNexus()

@@ -15,7 +15,7 @@ from .work import FILTERS, Countdown, Latencies, never_matches, paced, slow
 NAME = "asyncio.Queue"
 UNSUPPORTED: dict[str, str] = {}
 #: The same bound as the nexus, so both do the same backpressure work.
-MAXSIZE = AsyncEventNexus.DEFAULT_MAXSIZE
+MAXSIZE = AsyncEventNexus.QUEUE_MAXLEN
 
 
 def version() -> str:

@@ -4,7 +4,7 @@ A nexus created with ``journal=`` writes every event it accepts to its
 :class:`~async_nexus.journal.SqliteJournal` before the event can be lost, and removes it
 when its handling is over: handled, or handed to the dead letters. The :class:`Keeper`
 is the one place that knows this: the intake asks it to keep an event and gets back the
-:class:`~async_nexus.items.Item` to queue, whose ``done`` (and ``dead``) let go of the
+:class:`~async_nexus._core.items.Item` to queue, whose ``done`` (and ``dead``) let go of the
 journal's row and then do what they did before (a transport's acknowledgement).
 
 At start the keeper replays what the journal holds: events in the queue at once,
@@ -20,9 +20,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .events import Event
+from ..errors import BadCall, BadType, JournalError
+from ..events import Event
+from ..journal import SqliteJournal
 from .items import DeadLetterRoute, Item, ReplyRoute
-from .journal import SqliteJournal
 
 # Internal: the public face is AsyncEventNexus(journal=...) and async_nexus.journal.
 __all__: list[str] = []
@@ -36,7 +37,7 @@ def as_journal(journal: object) -> SqliteJournal:
         return journal
     if isinstance(journal, (str, os.PathLike)):
         return SqliteJournal(journal)
-    raise TypeError(
+    raise BadType(
         f"journal= takes a path (str or os.PathLike) or an async_nexus.journal.SqliteJournal, "
         f"got {journal!r} of type {type(journal).__qualname__}"
     )
@@ -60,19 +61,19 @@ class JournalCheckpoints:
 class Keeper:
     """The journal of one nexus, as its intake and dispatcher use it."""
 
-    __slots__ = ("journal", "later", "replayed", "checkpoints", "durable", "closing", "_reports")
+    __slots__ = ("journal", "later", "replayed", "checkpoints", "durable", "_closing", "_report", "_reports")
 
     def __init__(
         self, journal: SqliteJournal, report: Callable[[BaseException, Any], Awaitable[None]]
     ) -> None:
         self.journal = journal
+        self._report = report
+        #: Tasks that report a failure or close the journal: a task needs a reference to live.
         self._reports: set[asyncio.Task[None]] = set()
 
         def failed(error: BaseException) -> None:
             # Events nobody awaits were staged in that group: the error hook must hear of it.
-            task = asyncio.ensure_future(report(error, journal))
-            self._reports.add(task)
-            task.add_done_callback(self._reports.discard)
+            self._in_a_task(report(error, journal))
 
         journal.on_failure(failed)
         #: What sources save their positions in: the journal, in its transactions.
@@ -83,8 +84,8 @@ class Keeper:
         #: Replayed events that were scheduled for later: (seq, event, due wall-clock time).
         self.later: list[tuple[int, Event, float]] = []
         self.replayed = 0
-        #: A task of the loop closes the journal: nothing else may close it meanwhile.
-        self.closing = False
+        # A task of the loop closes the journal: nothing else may close it meanwhile.
+        self._closing = False
 
     def replay(self, put: Callable[[Item, int], None]) -> None:
         """Open the journal; ``put`` each event it holds that is due, keep the others for later.
@@ -116,7 +117,6 @@ class Keeper:
     def forget(self, seq: int) -> None:
         """Let go of a row whose event will not be handled here (refused, cancelled)."""
         self.journal.remove(seq)
-
 
     def item(
         self,
@@ -155,13 +155,40 @@ class Keeper:
         return later
 
     async def close(self) -> None:
-        """Write what is staged (the last removals) and close the journal."""
-        await self.journal.close()
+        """Write what is staged (the last removals) and close the journal.
+
+        What it could not write is lost: that is reported to the error hook, loudly.
+        """
+        try:
+            await self.journal.close()
+        except JournalError as exc:
+            await self._report(exc, self.journal)
+
+    def close_soon(self) -> None:
+        """Close the journal in a task of the running loop (the nexus's loop task is gone)."""
+        self._closing = True
+        self._in_a_task(self.close())
 
     def close_without_loop(self) -> None:
         """Write what is staged and close the journal, blocking: for a nexus whose loop never ran.
 
-        :raises BadCall: a loop uses the journal (a group is being written); the journal stays open.
+        If this thread's loop is writing a group of the journal (an ``ingest()`` of a nexus
+        never started), that loop closes it in a task, once the group is written.
+
         :raises JournalError: the last write failed; the journal is closed all the same.
         """
-        self.journal._close_without_loop()
+        if self._closing:
+            return
+        try:
+            self.journal._close_without_loop()
+        except BadCall:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                raise
+            self.close_soon()
+
+    def _in_a_task(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)

@@ -18,12 +18,11 @@ import asyncio
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from ..errors import BadCall
+from ..events import Event
 from .dispatch import Dispatcher
-from .errors import BadCall
-from .events import Event
-from .items import HANDLING, Item
+from .items import HANDLING, HandlerQueue, Item
 from .routing import Route
-from .secondary import emit_result
 
 # Internal: the public face is AsyncEventNexus (see the module description).
 __all__: list[str] = []
@@ -55,11 +54,12 @@ def check_concurrency(concurrency: object, key: object) -> None:
 class Lane:
     """One registration's handler, run in tasks beside the loop; up to ``limit`` events held."""
 
-    __slots__ = ("dispatcher", "handler", "function", "is_async", "limit", "key", "held", "tails")
+    __slots__ = ("dispatcher", "queue", "handler", "function", "is_async", "limit", "key", "held", "tails")
 
     def __init__(
         self,
         dispatcher: Dispatcher,
+        queue: HandlerQueue,
         handler: object,
         function: Callable[..., Any],
         is_async: bool,
@@ -68,6 +68,7 @@ class Lane:
         key: KeyFunction | None,
     ) -> None:
         self.dispatcher = dispatcher
+        self.queue = queue  # what the handler gets as its queue
         self.handler = handler  # what was registered, for messages
         self.function, self.is_async = function, is_async
         self.limit, self.key = limit, key
@@ -94,10 +95,8 @@ class Lane:
         route.in_flight += 1
         if item is not None:
             item.holders += 1
-        dispatcher = self.dispatcher
-        dispatcher.busy += 1
         task = asyncio.create_task(self._handle(event, item, previous))
-        dispatcher.tasks.add(task)
+        self.dispatcher.lane_started(task)
         # A callback, not ``finally``: a task cancelled before its first step runs no code.
         task.add_done_callback(lambda task: self._settle(task, route, key))
         if self.key is not None:
@@ -109,14 +108,13 @@ class Lane:
         if previous is not None and not previous.done():
             await asyncio.wait((previous,))  # order within a key; its outcome is its own
         try:
-            result = self.function(event, dispatcher.handler_queue)
+            result = self.function(event, self.queue)
             if self.is_async:
                 result = await result
             if result is not None:
-                await emit_result(dispatcher, result, item)
+                await dispatcher.emit_result(result, item)
         except Exception as exc:
-            span = item.span[1] if item is not None and item.span is not None else None
-            await dispatcher.fail_for(exc, event, item, span)
+            await dispatcher.fail_in_lane(exc, event, item)
         # Only when the handler ran to its end: an event whose handler was cancelled (a
         # hard stop) was not handled, so nothing that follows a dispatch (an ack) happens.
         if item is not None:
@@ -127,8 +125,7 @@ class Lane:
         route.in_flight -= 1
         if self.key is not None and self.tails.get(key) is task:
             del self.tails[key]
-        self.dispatcher.tasks.discard(task)
-        self.dispatcher.lane_finished()
+        self.dispatcher.lane_finished(task)
 
     def __repr__(self) -> str:
         return f"<Lane of {self.handler!r}: {self.held} of {self.limit} held>"

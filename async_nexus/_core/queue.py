@@ -18,7 +18,7 @@ import heapq
 from collections import deque
 from typing import Any
 
-from .errors import QueueFull
+from ..errors import BadValue, QueueFull
 
 __all__ = ["HANDOFF", "EventQueue"]
 
@@ -51,7 +51,7 @@ class EventQueue:
 
     def __init__(self, maxsize: int = 0) -> None:
         if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 0:
-            raise ValueError(f"maxsize must be an int >= 0 (0 = unbounded), got {maxsize!r}")
+            raise BadValue(f"maxsize must be an int >= 0 (0 = unbounded), got {maxsize!r}")
         self.maxsize = maxsize
         #: One FIFO per priority.
         self.buckets: dict[int, deque[Any]] = {}
@@ -202,3 +202,40 @@ class EventQueue:
             if not getter.done():
                 getter.set_result(None)
             self._set_mark()
+
+
+class Doorbell:
+    """Wakes the dispatch loop wherever it waits: for the queue, or for a change elsewhere.
+
+    The loop waits in :meth:`wait` for room in a lane, a concurrent handler to finish, a
+    request from a concurrent handler, or a step of the lifecycle; what changes any of
+    these calls :meth:`ring`. Ringing also wakes a wait for the queue, so one ring
+    reaches the loop wherever it is.
+    """
+
+    __slots__ = ("_queue", "_waiter")
+
+    def __init__(self, queue: EventQueue) -> None:
+        self._queue = queue
+        self._waiter: asyncio.Future[None] | None = None
+
+    def ring(self) -> None:
+        """Wake the loop, so that it looks again."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._queue.wake()
+
+    def ring_if_waiting(self) -> None:
+        """Wake the loop if it waits in :meth:`wait`, leaving a wait for the queue alone."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Wait for the next :meth:`ring`."""
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None

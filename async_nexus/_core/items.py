@@ -1,6 +1,9 @@
 """What the dispatch loop passes around: items, the handler's view of the queue, tracing's hooks.
 
-Kept apart from :mod:`~async_nexus.dispatch` so that the loop reads in one sitting.
+Kept apart from :mod:`~async_nexus._core.dispatch` so that the loop reads in one sitting.
+:class:`DispatchTracer` is the one extension point here: what a tracing integration
+(:mod:`async_nexus.tracing`) plugs into the loop with
+:meth:`AsyncEventNexus.trace_with() <async_nexus.AsyncEventNexus.trace_with>`.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .errors import BadCall, JournalError, NotAnEvent, UnhandledEvent
-from .events import Event
+from ..errors import BadCall, JournalError, NotAnEvent, UnhandledEvent
+from ..events import Event
+from ..sources import SOURCE_GOES_ON, source_name
 from .queue import EventQueue
 
 __all__ = ["DeadLetterRoute", "DispatchTracer", "ErrorHook", "ReplyRoute"]
@@ -25,11 +29,6 @@ ErrorHook = Callable[[BaseException, Any], Any]
 ReplyRoute = Callable[[Event], object]
 #: Where an event goes whose handling finally failed: ``route(event, exception, attempts)``.
 DeadLetterRoute = Callable[[Event, BaseException, int], object]
-
-#: The queue priority of a request made from a concurrent handler: ahead of every event,
-#: so the answer its caller waits for never queues behind events that wait for the caller.
-URGENT = -(1 << 62)
-
 
 class DispatchTracer(Protocol):
     """What tracing (:mod:`async_nexus.tracing`) plugs into the loop; nothing else is traced."""
@@ -93,9 +92,6 @@ class Item:
         self.origin: Item | None = None
 
 
-#: Which attempt at its event the running handler makes: 1, then 2, ... under ``retry=``.
-ATTEMPT: contextvars.ContextVar[int] = contextvars.ContextVar("async_nexus_attempt", default=1)
-
 #: In the task of a concurrent handler: its dispatcher and the item it handles (``None``
 #: for a bare event).
 HANDLING: contextvars.ContextVar[tuple[Any, Item | None] | None] = contextvars.ContextVar(
@@ -122,8 +118,12 @@ class HandlerQueue(asyncio.Queue):  # type: ignore[type-arg]
     async def put(self, item: Any) -> None:
         self._emit(item)
 
-    def _reply_route(self, event: Event) -> ReplyRoute | None:
-        """Where answers to ``event`` go, if it is a request being dispatched (for boundaries)."""
+    def reply_route(self, event: Event) -> ReplyRoute | None:
+        """Where answers to ``event`` go, if it is a request being handled now; else ``None``.
+
+        For handlers that carry a request further, as a boundary does: the answer that
+        comes back goes to this route.
+        """
         current = self._handling()
         if current is not None and current.event is event:
             return current.reply
@@ -159,8 +159,6 @@ def log_error(exc: BaseException, subject: Any) -> None:
     A source that reports an error and goes on (bad input, a dead letter) is said to have
     *reported* it; one that stopped on it, to have *failed*.
     """
-    from .sources import SOURCE_GOES_ON, source_name  # here: the rest of this module needs no sources
-
     if isinstance(exc, UnhandledEvent):
         logger.error("async_nexus: %s", exc)
     elif isinstance(exc, JournalError):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..schedule import Scheduler
+from .admission import Admission
 from .dispatch import Dispatcher
 from .feeds import Feeds
 from .keeper import Keeper
+from .outcomes import Outcomes
 from .queue import EventQueue
 from .routing import Router
 
@@ -17,7 +20,10 @@ __all__: list[str] = []
 def snapshot(
     router: Router,
     queue: EventQueue,
+    admission: Admission,
     dispatcher: Dispatcher,
+    outcomes: Outcomes,
+    scheduler: Scheduler,
     feeds: Feeds,
     keeper: Keeper | None,
     *,
@@ -33,17 +39,16 @@ def snapshot(
         for name, count in per_type.items():
             totals[name] += count
     # Everything accepted is either dispatched or still queued: no counter on ingest.
-    counts = dispatcher.counts
-    ingested = totals["dispatched"] + len(queue) - counts["retries queued"]
+    ingested = totals["dispatched"] + len(queue) - dispatcher.retries_queued
     by_source = feeds.delivered_by_name()
-    by_source["secondary"] = counts["secondary"]
+    by_source["secondary"] = admission.secondary
     by_source["ingest()"] = ingested - sum(by_source.values())
     return {
         "ingested": ingested,
         **totals,
-        "errors": counts["errors"],
-        "scheduled": len(dispatcher.scheduler.events),
-        "retrying": dispatcher.scheduler.retrying,
+        "errors": outcomes.errors,
+        "scheduled": len(scheduler.events),
+        "retrying": scheduler.retrying,
         "queued": len(queue),
         "high_water": queue.high_water,
         "uptime": uptime,

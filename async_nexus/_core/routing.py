@@ -13,9 +13,9 @@ from __future__ import annotations
 import fnmatch
 from typing import Any, Callable, Union
 
-from .consumers import _describe, as_callable, index_of
-from .errors import BadCall
-from .events import NamedEvent
+from ..consumers import as_callable, describe, index_of
+from ..errors import BadCall
+from ..events import NamedEvent
 
 __all__ = ["DEFAULT", "Handlers", "Route", "Router", "TypeSpec"]
 
@@ -197,7 +197,7 @@ class Router:
         if entries and not self.multiple:
             raise LookupError(
                 f"a handler for event type {spec!r} is already registered "
-                f"({_describe(entries[0][0])}); create the nexus with multiple=True to run "
+                f"({describe(entries[0][0])}); create the nexus with multiple=True to run "
                 "several handlers for one type, or register an EventFanout"
             )
         entries.append((handler, *runner))
@@ -209,7 +209,7 @@ class Router:
         entries = self._slot(kind, key, create=False) or []
         index = index_of(entries, handler)
         if index < 0:
-            raise LookupError(f"{_describe(handler)} is not registered for event type {spec!r}")
+            raise LookupError(f"{describe(handler)} is not registered for event type {spec!r}")
         del entries[index]
         if not entries:
             if kind == "exact":
@@ -230,7 +230,7 @@ class Router:
         """Remove ``filter``; :class:`LookupError` if it is not registered."""
         index = index_of(self._filters, filter)
         if index < 0:
-            raise LookupError(f"{_describe(filter)} is not a registered filter")
+            raise LookupError(f"{describe(filter)} is not a registered filter")
         del self._filters[index]
         self.filters = tuple((f, a) for _, f, a in self._filters)
 

@@ -3,8 +3,13 @@
 Read :meth:`Dispatcher.run` top to bottom. It drains the queue without a task switch per
 event, resolves each type's route once, runs filters and then the handlers registered
 one at a time, awaiting only those that are ``async``. A handler registered with
-``concurrency=N`` runs in a :class:`~async_nexus.lanes.Lane` instead: the loop hands it
-the event and goes on, and waits only for room in that lane, never for the handler.
+``concurrency=N`` runs in a :class:`~async_nexus._core.lanes.Lane` instead: the loop hands
+it the event and goes on, and waits only for room in that lane, never for the handler.
+
+The loop shares the event loop with the rest of the program: while a backlog drains it
+yields at least every :data:`YIELD_EVERY` seconds of dispatching, so timers, sources,
+transports, journal commits and the program's other tasks keep running. It reads the
+clock every few events, more often when events are slow, never once per event.
 
 "After dispatch" (a transport's acknowledgement, a span's end) comes when the loop and
 every lane that took the event are done with it: an :class:`Item` counts who still
@@ -14,88 +19,78 @@ holds its event.
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Callable
+import inspect
+import time
 from heapq import heappop
 from typing import Any
 
-from ._tasks import cancel_and_wait
-from .errors import UnhandledEvent
-from .events import Event
-from .items import ATTEMPT, HANDLING, DispatchTracer, ErrorHook, HandlerQueue, Item, log_error
-from .keeper import Keeper
-from .outcomes import Outcomes
-from .queue import EventQueue
-from .requests import Requests
+from .._tasks import cancel_and_wait
+from ..errors import UnhandledEvent
+from ..events import Event
+from ..policy import ATTEMPT
+from ..schedule import Scheduler
+from .admission import Admission, Door
+from .items import HANDLING, DispatchTracer, HandlerQueue, Item, require_event
+from .lifecycle import Lifecycle
+from .outcomes import Outcomes, Traced
+from .queue import Doorbell, EventQueue
+from .requests import Requests, answer_to
+from .retries import Runner
 from .routing import Route, Router
-from .schedule import Scheduler
-from .secondary import emit, emit_result
 
 # Internal: the public face is AsyncEventNexus (see the module description).
 __all__: list[str] = []
 
-logger = logging.getLogger("async_nexus")
+#: Seconds of dispatching after which the loop lets the rest of the program run.
+YIELD_EVERY = 0.010
+# The clock is read every _stride events, between 1 and _MAX_STRIDE: halved when the
+# events between two readings took over an eighth of the budget, doubled when they took
+# under a sixty-fourth. Fast events then cost a reading per 32; slow ones one each.
+_MAX_STRIDE = 32
+_SLOW = YIELD_EVERY / 8
+_FAST = YIELD_EVERY / 64
 
-class Dispatcher(Outcomes):
+
+class Dispatcher:
     """The loop of one nexus, and what handlers reach while it runs them."""
 
     # Slots: the loop reads these attributes for every event.
     __slots__ = (
-        "queue",
-        "router",
-        "requests",
-        "handler_queue",
-        "max_chain",
-        "refusing",
-        "waiting",
-        "current",
-        "span",
-        "tracer",
-        "joiners",
-        "tasks",
-        "busy",
-        "scheduler",
-        "keeper",
-        "_nudge",
-    )
+        "queue", "router", "requests", "admission", "outcomes", "lifecycle", "doorbell",
+        "scheduler", "handler_queue", "waiting", "current", "span", "tracer", "joiners",
+        "tasks", "busy", "retries_queued", "_task",
+    )  # fmt: skip
 
     def __init__(
         self,
         queue: EventQueue,
+        doorbell: Doorbell,
         router: Router,
         requests: Requests,
-        *,
-        fail_fast: bool,
-        max_chain: int,
-        on_halt: Callable[[], None],
+        admission: Admission,
+        outcomes: Outcomes,
+        lifecycle: Lifecycle,
+        scheduler: Scheduler,
     ) -> None:
-        self.queue, self.router, self.requests = queue, router, requests
+        self.queue, self.doorbell, self.router, self.requests = queue, doorbell, router, requests
+        self.admission, self.outcomes, self.lifecycle = admission, outcomes, lifecycle
+        self.scheduler = scheduler
         self.handler_queue = HandlerQueue(queue, self.emit, self.handling)
-        self.error_hook: ErrorHook = log_error
-        self.fail_fast = fail_fast
-        self.failure: BaseException | None = None
-        self.max_chain = max_chain
-        self.on_halt = on_halt  # fail_fast: the nexus refuses ingest from now on
-        self.stop_requested = False
-        self.halted = False  # drain timeout or fail_fast: dispatch nothing more
-        self.interrupt = False  # leave the loop at the next event
-        self.refusing = False  # the nexus has stopped: no secondary events either
         self.waiting = False  # the loop waits for the queue
         self.current: Item | None = None  # the item the loop is dispatching, if it is not bare
         self.span: Any = None
         self.tracer: DispatchTracer | None = None
         self.joiners: list[asyncio.Future[None]] = []
-        self.counts = {"secondary": 0, "errors": 0, "retries queued": 0}
-        #: The tasks of concurrent handlers, and how many of them still hold an event.
+        #: The tasks of concurrent handlers, and how many events are held beside the loop
+        #: (by those tasks, and by retries waiting for their time).
         self.tasks: set[asyncio.Task[None]] = set()
         self.busy = 0
-        self.scheduler = Scheduler()
-        self.keeper: Keeper | None = None  # the journal, if the nexus has one
-        self.dead_letter: Callable[[Event, BaseException], Any] | None = None
-        self._nudge: asyncio.Future[None] | None = None
+        #: Retries queued and not taken yet: stats() leaves them out of ``ingested``.
+        self.retries_queued = 0
+        self._task: asyncio.Task[Any] | None = None
 
     async def run(self) -> None:
-        """Dispatch until stopped: see the module's description."""
+        """Dispatch until the lifecycle says to leave: see the module's description."""
         queue = self.queue
         buckets, priorities, putters = queue.buckets, queue.priorities, queue.putters
         router = self.router
@@ -103,19 +98,25 @@ class Dispatcher(Outcomes):
         handler_queue = self.handler_queue
         report, fail = self.report, self.fail
         requests = self.requests.waiters
+        life = self.lifecycle
+        self._task = asyncio.current_task()
+        clock = time.monotonic
+        stride = countdown = 1
+        looked = clock()
+        deadline = looked + YIELD_EVERY
         tracer = self.tracer
         span = None
         current: Item | None = None
         while True:
             if not queue.size:
-                if self.stop_requested or self.halted:
-                    if self.interrupt:
-                        return
-                    if queue.blocked_putters and not self.halted:
+                if life.halted:
+                    return
+                if life.draining:
+                    if queue.blocked_putters:
                         await asyncio.sleep(0)  # let woken ingests land before we leave
                         continue
-                    if self.busy and not self.halted:
-                        await self._wait()  # handlers in flight may still emit events
+                    if self.busy:
+                        await self.doorbell.wait()  # handlers in flight may still emit events
                         continue
                     return
                 if self.joiners and not self.busy:
@@ -126,9 +127,25 @@ class Dispatcher(Outcomes):
                 finally:
                     self.waiting = False
                 tracer = self.tracer
+                looked = clock()
+                deadline = looked + YIELD_EVERY
                 continue
-            if self.interrupt:
+            if life.halted:
                 return
+            countdown -= 1
+            if not countdown:  # time to read the clock
+                now = clock()
+                if now - looked > _SLOW:
+                    stride = stride >> 1 or 1
+                elif now - looked < _FAST and stride < _MAX_STRIDE:
+                    stride <<= 1
+                countdown, looked = stride, now
+                if now >= deadline:
+                    await asyncio.sleep(0)  # the rest of the program's turn
+                    looked = clock()
+                    deadline = looked + YIELD_EVERY
+                    tracer = self.tracer
+                    continue  # look again: a stop or a more urgent event may have come
             # Take the most urgent item, as EventQueue lays them out: one FIFO per
             # priority, a heap of the priorities in use. Written out, not called: this
             # runs for every event.
@@ -153,7 +170,7 @@ class Dispatcher(Outcomes):
                 # Put it back and wait for room; a request from a handler may jump ahead.
                 queue.put_back(event if current is None else current, event.priority)
                 self.current = current = None
-                await self._wait()
+                await self.doorbell.wait()
                 continue
             if putters and queue.size < queue.maxsize:
                 queue.wake_putter()
@@ -187,7 +204,7 @@ class Dispatcher(Outcomes):
                         if is_async:
                             result = await result
                         if result is not None:
-                            await emit_result(self, result, current)
+                            await self.emit_result(result, current)
                     except Exception as exc:
                         await fail(exc, event)
                 elif route.handlers:
@@ -230,7 +247,7 @@ class Dispatcher(Outcomes):
                 if is_async:
                     result = await result
                 if result is not None:
-                    await emit_result(self, result, item)
+                    await self.emit_result(result, item)
             except Exception as exc:
                 await self.fail(exc, event)
         return item
@@ -243,9 +260,9 @@ class Dispatcher(Outcomes):
         if is_async is None and function.held >= function.limit:  # a full lane: as in run()
             self.queue.put_back(item, event.priority)
             self.current = None
-            await self._wait()
+            await self.doorbell.wait()
             return
-        self.counts["retries queued"] -= 1
+        self.retries_queued -= 1
         token = ATTEMPT.set(item.attempt)  # the lane's task copies it, with the context
         if item.span is not None:
             self.span = item.span[1]
@@ -257,7 +274,7 @@ class Dispatcher(Outcomes):
                 if is_async:
                     result = await result
                 if result is not None:
-                    await emit_result(self, result, item)
+                    await self.emit_result(result, item)
         except Exception as exc:
             await self.fail(exc, event)
         finally:
@@ -265,7 +282,7 @@ class Dispatcher(Outcomes):
             self.span = None
         await self.release(item)
 
-    def retry_later(self, event: Event, target: tuple[Callable[..., Any], bool | None], delay: float) -> None:
+    def retry_later(self, event: Event, target: Runner, delay: float) -> None:
         """Give ``event`` to ``target`` again in ``delay`` seconds, as its next attempt.
 
         The item handled now (if any) stays held until the retry is over, so what follows
@@ -284,9 +301,8 @@ class Dispatcher(Outcomes):
 
         def due() -> None:
             self.busy -= 1
-            self.counts["retries queued"] += 1  # not a new event: stats() leaves it out of ingested
-            self.queue.put_forced(retry, event.priority)
-            self.nudge()
+            self.retries_queued += 1
+            self.admission.place(retry, event.priority)
 
         self.scheduler.retry_later(delay, due)
 
@@ -313,37 +329,52 @@ class Dispatcher(Outcomes):
                 else:
                     item.done(item.event)
             except Exception as exc:
-                await self.notify(exc, item.done)
+                await self.outcomes.notify(exc, item.done)
 
-    async def _wait(self) -> None:
-        """Wait for room in a lane, a handler to finish, a request from a handler, or a stop."""
-        self._nudge = nudge = asyncio.get_running_loop().create_future()
-        try:
-            await nudge
-        finally:
-            self._nudge = None
+    # -- failures -------------------------------------------------------------------
 
-    def nudge(self) -> None:
-        """Wake the loop wherever it waits, so it looks again."""
-        nudge = self._nudge
-        if nudge is not None and not nudge.done():
-            nudge.set_result(None)
-        self.queue.wake()
+    def _traced(self, item: Item | None) -> Traced | None:
+        if item is not None and item.span is not None:
+            return item.span
+        if self.span is not None and self.tracer is not None:
+            return (self.tracer, self.span)
+        return None
 
-    def lane_finished(self) -> None:
+    async def report(self, exc: BaseException, subject: Any) -> None:
+        """Report a failure in the loop's dispatch of ``subject``."""
+        await self.outcomes.report(exc, subject, self.current, self._traced(None))
+
+    async def fail(self, exc: BaseException, event: Event) -> None:
+        """The loop's handling of ``event`` finally failed: it is a dead letter."""
+        await self.outcomes.fail(exc, event, self.current, self._traced(None))
+
+    async def fail_in_lane(self, exc: BaseException, event: Event, item: Item | None) -> None:
+        """A concurrent handler's handling of ``event`` finally failed: it is a dead letter."""
+        await self.outcomes.fail(exc, event, item, item.span if item is not None else None)
+
+    # -- lanes, joiners, the stop ---------------------------------------------------
+
+    def lane_started(self, task: asyncio.Task[None]) -> None:
+        """A concurrent handler took an event in ``task``."""
+        self.busy += 1
+        self.tasks.add(task)
+
+    def lane_finished(self, task: asyncio.Task[None]) -> None:
         """A concurrent handler is done with its event: there is room, maybe quiet."""
         self.busy -= 1
-        nudge = self._nudge
-        if nudge is not None and not nudge.done():
-            nudge.set_result(None)
-        if not self.busy and not self.queue.size:
-            if self.waiting:
-                self.wake_joiners()
-            if self.stop_requested:
-                self.queue.wake()
+        self.tasks.discard(task)
+        self.doorbell.ring_if_waiting()
+        if not self.busy and not self.queue.size and self.waiting:
+            self.wake_joiners()
+
+    async def wait_until_quiet(self) -> None:
+        """Wait until the loop has nothing queued and nothing in flight."""
+        joiner = asyncio.get_running_loop().create_future()
+        self.joiners.append(joiner)
+        await joiner
 
     def wake_joiners(self) -> None:
-        """Release every :meth:`~async_nexus.AsyncEventNexus.join` waiting for quiet."""
+        """Release every :meth:`wait_until_quiet`."""
         joiners, self.joiners = self.joiners, []
         for joiner in joiners:
             if not joiner.done():
@@ -352,6 +383,14 @@ class Dispatcher(Outcomes):
     async def cancel_lanes(self) -> int:
         """Cancel the concurrent handlers still running (a hard stop); how many there were."""
         return await cancel_and_wait(self.tasks)
+
+    def runs_in_this_task(self) -> bool:
+        """Whether the caller is the loop's own task: a handler or filter it runs."""
+        return self._task is not None and asyncio.current_task() is self._task
+
+    def trace_with(self, tracer: DispatchTracer | None) -> None:
+        """Start a span for every event dispatched from now on (``None``: no more)."""
+        self.tracer = tracer
 
     # -- what handlers reach ------------------------------------------------------
 
@@ -363,5 +402,29 @@ class Dispatcher(Outcomes):
         return self.current
 
     def emit(self, event: Any) -> None:
-        """Queue a secondary event from a handler (see :func:`~async_nexus.secondary.emit`)."""
-        emit(self, event)
+        """Admit a secondary event from a handler: past the bound, within ``max_chain``."""
+        current = self.handling()
+        depth = 1 if current is None else current.depth + 1
+        self.admission.admit(event, Door.SECONDARY, depth=depth)
+
+    async def emit_result(self, result: Any, item: Item | None) -> None:
+        """Admit what a handler of ``item`` returned; the answer, if ``item`` is a request."""
+        if inspect.isawaitable(result):
+            # A plain function that returned a coroutine: run it, as the user meant.
+            result = await result
+            if result is None:
+                return
+        if isinstance(result, Event):
+            events: Any = (result,)
+        elif isinstance(result, (list, tuple)):
+            events = result
+        else:
+            return
+        if item is not None and item.reply is not None:
+            # What the handler of a request returns is its answer, not a secondary event.
+            for answer in events:
+                require_event(answer, "the handler of a request can only answer with")
+                item.reply(answer_to(item.event, answer))
+            return
+        for event in events:
+            self.emit(event)

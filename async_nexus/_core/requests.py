@@ -14,8 +14,8 @@ import copy
 import itertools
 import secrets
 
-from .errors import RequestTimeout
-from .events import CORRELATION_ID, IN_REPLY_TO, Event
+from ..errors import RequestTimeout
+from ..events import CORRELATION_ID, IN_REPLY_TO, Event
 
 # Internal: the public face is AsyncEventNexus (see the module description).
 __all__: list[str] = []

@@ -1,0 +1,87 @@
+"""What becomes of a failure: it is counted, reported to the error hook, maybe a dead letter.
+
+The loop, the lanes and the sources call :class:`Outcomes` when something fails. A
+handler's *final* failure (after its retries, if it has ``retry=``) makes its event a dead
+letter: ``on_dead_letter``'s callback sees it, and the event's item records it, so that a
+transport moves the entry to its dead letters instead of acknowledging it. With
+``fail_fast``, the first failure halts the nexus and is raised by its loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import UnhandledEvent
+from ..events import Event
+from ..policy import ATTEMPT
+from .items import DispatchTracer, ErrorHook, Item, log_error
+from .lifecycle import Lifecycle
+from .routing import Router
+
+# Internal: the public face is AsyncEventNexus.on_error and on_dead_letter.
+__all__: list[str] = []
+
+logger = logging.getLogger("async_nexus")
+
+#: A span being traced, with its tracer.
+Traced = tuple[DispatchTracer, Any]
+
+
+class Outcomes:
+    """The failures of one nexus: counts, the error hook, the dead-letter hook, fail_fast."""
+
+    __slots__ = ("error_hook", "dead_letter", "fail_fast", "failure", "errors", "_router", "_life")
+
+    def __init__(self, router: Router, lifecycle: Lifecycle, *, fail_fast: bool) -> None:
+        self._router, self._life = router, lifecycle
+        self.error_hook: ErrorHook = log_error
+        self.dead_letter: Callable[[Event, BaseException], Any] | None = None
+        self.fail_fast = fail_fast
+        #: With fail_fast: the first failure, which the loop raises.
+        self.failure: BaseException | None = None
+        #: Every report to the error hook.
+        self.errors = 0
+
+    async def fail(self, exc: BaseException, event: Event, item: Item | None, traced: Traced | None) -> None:
+        """Handling ``event`` (of ``item``) finally failed: report it, and it is a dead letter."""
+        if item is not None and item.failure is None:
+            item.failure = (exc, ATTEMPT.get())
+        await self.report(exc, event, item, traced)
+        if self.dead_letter is not None:
+            try:
+                result = self.dead_letter(event, exc)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as hook_exc:
+                await self.notify(hook_exc, self.dead_letter)
+
+    async def report(
+        self, exc: BaseException, subject: Any, item: Item | None, traced: Traced | None
+    ) -> None:
+        """Report a failure in the handling of ``subject`` (an event of ``item``, or a source)."""
+        if isinstance(subject, Event) and not isinstance(exc, UnhandledEvent):
+            self._router.route(subject.type).failed += 1
+        if traced is not None:
+            tracer, span = traced
+            tracer.failed(span, exc)
+        if item is not None and item.waiter is not None and subject is item.event:
+            if not item.waiter.done():
+                item.waiter.set_exception(exc)  # request() raises it at once
+        await self.notify(exc, subject)
+
+    async def notify(self, exc: BaseException, subject: Any) -> None:
+        """Count ``exc``, halt if ``fail_fast``, and call the error hook."""
+        self.errors += 1
+        if self.fail_fast:
+            if self.failure is None:
+                self.failure = exc
+            self._life.halt()
+        try:
+            result = self.error_hook(exc, subject)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("async_nexus: the error hook raised while reporting %r", exc)
