@@ -10,14 +10,20 @@ handled too) until killed.
 :class:`~async_nexus.filetail.FileTail` from its beginning and appends each line it
 handles to HANDLED.
 
-Both print ``READY`` once the loop runs. Lines are written unbuffered by line: what a
+``python -m tests.daemons.journaled slow-tail JOURNAL LOG HANDLED`` does the same with a slow
+handler, for tests/test_fairness.py: it fsyncs HANDLED after each line and takes at least
+1 ms a line, so that a backlog takes a while to drain.
+
+All print ``READY`` once the loop runs. Lines are written unbuffered by line: what a
 process wrote before it was killed is in the file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import time
 from typing import Any, Literal
 
 from async_nexus import AsyncEventNexus, Event
@@ -48,12 +54,19 @@ async def events(
         await task
 
 
-async def tail(journal: str, log: str, handled_path: str) -> None:
+async def tail(journal: str, log: str, handled_path: str, slow: bool = False) -> None:
     nexus = AsyncEventNexus(journal=SqliteJournal(journal, synchronous="normal"))
     with open(handled_path, "a", buffering=1) as handled:
 
         def handle(event: Event, queue: Any) -> None:
+            started = time.perf_counter()
             handled.write(f"{event.payload}\n")
+            if slow:
+                os.fsync(handled.fileno())
+                # At least 1 ms a line, also where an fsync costs less (tmpfs).
+                rest = 0.001 - (time.perf_counter() - started)
+                if rest > 0:
+                    time.sleep(rest)
 
         nexus.add_handler("line", handle)
         nexus.register(FileTail(log, start="beginning", poll_interval=0.01))
@@ -66,5 +79,7 @@ if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "events":
         asyncio.run(events(args[0], args[1], args[2], int(args[3]), int(args[4]), args[5]))
+    elif mode == "slow-tail":
+        asyncio.run(tail(*args, slow=True))
     else:
         asyncio.run(tail(*args))
