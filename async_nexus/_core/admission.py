@@ -9,8 +9,9 @@ door, in this order:
    sources until they have been stopped and drained, handlers until the nexus has stopped;
 2. the event is an :class:`~async_nexus.Event`; a secondary event is within ``max_chain``
    and the queue's overflow allowance;
-3. an answer that a request of this nexus is waiting for goes to it at once, instead of
-   queueing behind the request's asker;
+3. from a source, an answer that a request of this nexus is waiting for goes to it at
+   once, instead of queueing behind the request's asker (other answers reach it when
+   they are dispatched);
 4. with a tracer, the current trace context is put into the event's headers;
 5. with a journal, the event is kept (``ingest()`` waits until it is durable);
 6. the event is wrapped in an :class:`~async_nexus._core.items.Item` if more goes with it
@@ -92,16 +93,13 @@ class Door(enum.Enum):
         self.what, self.gate, self.room = what, gate, room
 
 
-_INGEST = Door.INGEST  # a global read instead of a class attribute's, on the hot path
-
-
 class Admission:
     """Admits the events of one nexus (see the module's description)."""
 
     # Slots: ingest() reads these attributes for every event.
     __slots__ = (
         "_queue", "_life", "_doorbell", "_requests", "_router", "_scheduler", "_keeper",
-        "_tracer", "_plain", "max_chain", "by_source", "secondary",
+        "_tracer", "fast", "max_chain", "by_source", "secondary",
     )  # fmt: skip
 
     def __init__(
@@ -120,8 +118,11 @@ class Admission:
         self._requests, self._router, self._scheduler = requests, router, scheduler
         self._keeper = keeper
         self._tracer: DispatchTracer | None = None
-        #: No journal and no tracer: ``ingest()`` needs only the queue.
-        self._plain = keeper is None
+        #: ``ingest()`` may take the fast case: the lifecycle takes events, and there is no
+        #: journal to keep them and no tracer to inject (see :meth:`admit_fast`).
+        self.fast = False
+        lifecycle.on_change(self._reconsider)
+        self._reconsider()
         self.max_chain = max_chain
         #: Events admitted from each source.
         self.by_source: defaultdict[object, int] = defaultdict(int)
@@ -131,13 +132,17 @@ class Admission:
     def trace_with(self, tracer: DispatchTracer | None) -> None:
         """Put the trace context into the headers of every event admitted from now on."""
         self._tracer = tracer
-        self._plain = tracer is None and self._keeper is None
+        self._reconsider()
+
+    def _reconsider(self) -> None:
+        self.fast = self._life.takes_ingest and self._tracer is None and self._keeper is None
 
     def admit(
         self,
         event: Any,
         door: Door,
-        *,
+        # Not keyword-only: positional defaults cost ingest() nothing, keyword-only ones a
+        # dict lookup each per call.
         source: object = None,
         reply: ReplyRoute | None = None,
         done: Callable[[Event], object] | None = None,
@@ -156,23 +161,8 @@ class Admission:
         :raises RunawayChain: a secondary event beyond ``max_chain``, or beyond what the
             queue may overflow.
         """
-        life = self._life
-        if door is _INGEST and self._plain and life.takes_ingest:
-            # ingest() without journal or tracer: written out, it runs for every event.
-            if event.__class__ is not Event and not isinstance(event, Event):
-                require_event(event, "ingest() takes")
-            queue = self._queue
-            size = queue.size
-            bucket = queue.buckets.get(event.priority)
-            if bucket and size < queue.mark:
-                bucket.append(event)
-                queue.size = size + 1
-                return None
-            if queue.try_put(event, event.priority):
-                return None
-            return queue.put(event, event.priority)
         self._check(event, door, depth)
-        if door is not Door.LATE_ANSWER and self._requests.waiters and self._answered(event, done, source):
+        if door.gate is Gate.SOURCES and self._requests.waiters and self._answered(event, done, source):
             return None
         if self._tracer is not None:
             self._tracer.inject(event)

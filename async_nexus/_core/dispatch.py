@@ -7,9 +7,10 @@ one at a time, awaiting only those that are ``async``. A handler registered with
 it the event and goes on, and waits only for room in that lane, never for the handler.
 
 The loop shares the event loop with the rest of the program: while a backlog drains it
-yields at least every :data:`YIELD_EVERY` seconds of dispatching, so timers, sources,
-transports, journal commits and the program's other tasks keep running. It reads the
-clock every few events, more often when events are slow, never once per event.
+yields at least every ``yield_every`` seconds of dispatching (10 ms by default), so
+timers, sources, transports, journal commits and the program's other tasks keep running.
+It reads the clock every few events: every event when events are slow, every 32nd when
+they are fast.
 
 "After dispatch" (a transport's acknowledgement, a span's end) comes when the loop and
 every lane that took the event are done with it: an :class:`Item` counts who still
@@ -41,14 +42,12 @@ from .routing import Route, Router
 # Internal: the public face is AsyncEventNexus (see the module description).
 __all__: list[str] = []
 
-#: Seconds of dispatching after which the loop lets the rest of the program run.
+#: Seconds of dispatching after which the loop lets the rest of the program run, by default.
 YIELD_EVERY = 0.010
-# The clock is read every _stride events, between 1 and _MAX_STRIDE: halved when the
+# The clock is read every `stride` events, between 1 and _MAX_STRIDE: halved when the
 # events between two readings took over an eighth of the budget, doubled when they took
-# under a sixty-fourth. Fast events then cost a reading per 32; slow ones one each.
+# under a sixty-fourth. Slow events are timed one by one, fast ones cost a reading per 32.
 _MAX_STRIDE = 32
-_SLOW = YIELD_EVERY / 8
-_FAST = YIELD_EVERY / 64
 
 
 class Dispatcher:
@@ -58,7 +57,7 @@ class Dispatcher:
     __slots__ = (
         "queue", "router", "requests", "admission", "outcomes", "lifecycle", "doorbell",
         "scheduler", "handler_queue", "waiting", "current", "span", "tracer", "joiners",
-        "tasks", "busy", "retries_queued", "_task",
+        "tasks", "busy", "retries_queued", "yield_every", "_task",
     )  # fmt: skip
 
     def __init__(
@@ -87,6 +86,8 @@ class Dispatcher:
         self.busy = 0
         #: Retries queued and not taken yet: stats() leaves them out of ``ingested``.
         self.retries_queued = 0
+        #: Seconds of dispatching after which the loop yields to the rest of the program.
+        self.yield_every = YIELD_EVERY
         self._task: asyncio.Task[Any] | None = None
 
     async def run(self) -> None:
@@ -96,14 +97,16 @@ class Dispatcher:
         router = self.router
         routes = router.routes
         handler_queue = self.handler_queue
-        report, fail = self.report, self.fail
+        fail = self.fail
         requests = self.requests.waiters
         life = self.lifecycle
         self._task = asyncio.current_task()
         clock = time.monotonic
+        budget = self.yield_every
+        slow, fast = budget / 8, budget / 64
         stride = countdown = 1
         looked = clock()
-        deadline = looked + YIELD_EVERY
+        deadline = looked + budget
         tracer = self.tracer
         span = None
         current: Item | None = None
@@ -128,22 +131,27 @@ class Dispatcher:
                     self.waiting = False
                 tracer = self.tracer
                 looked = clock()
-                deadline = looked + YIELD_EVERY
+                deadline = looked + budget
                 continue
             if life.halted:
                 return
             countdown -= 1
             if not countdown:  # time to read the clock
                 now = clock()
-                if now - looked > _SLOW:
+                if now - looked > slow:
                     stride = stride >> 1 or 1
-                elif now - looked < _FAST and stride < _MAX_STRIDE:
+                elif now - looked < fast and stride < _MAX_STRIDE:
                     stride <<= 1
                 countdown, looked = stride, now
                 if now >= deadline:
-                    await asyncio.sleep(0)  # the rest of the program's turn
+                    # The rest of the program's turn. Twice: what a timer or a socket wakes
+                    # (a future's callback) runs in the event loop's next iteration, not this one.
+                    await asyncio.sleep(0)
+                    await asyncio.sleep(0)
+                    budget = self.yield_every
+                    slow, fast = budget / 8, budget / 64
                     looked = clock()
-                    deadline = looked + YIELD_EVERY
+                    deadline = looked + budget
                     tracer = self.tracer
                     continue  # look again: a stop or a more urgent event may have come
             # Take the most urgent item, as EventQueue lays them out: one FIFO per
@@ -182,20 +190,7 @@ class Dispatcher:
                 continue
             if tracer is not None:
                 self.span = span = tracer.start(event)
-            for function, is_async in router.filters:
-                try:
-                    consumed = function(event, handler_queue)
-                    if is_async:
-                        consumed = await consumed
-                except Exception as exc:
-                    await report(exc, event)
-                    continue
-                if consumed:
-                    route.filtered += 1
-                    if span is not None:
-                        tracer.filtered(span)  # type: ignore[union-attr]
-                    break
-            else:
+            if not router.filters or not await self._filtered(event, route):
                 only = route.only
                 if only is not None:  # _run_each for the one handler most types have, written out
                     function, is_async = only
@@ -230,6 +225,24 @@ class Dispatcher:
             if current is not None:
                 await self.release(current)
                 current = None
+
+    async def _filtered(self, event: Event, route: Route) -> bool:
+        """Run the filters on ``event`` in order; true if one consumed it."""
+        handler_queue = self.handler_queue
+        for function, is_async in self.router.filters:
+            try:
+                consumed = function(event, handler_queue)
+                if is_async:
+                    consumed = await consumed
+            except Exception as exc:
+                await self.report(exc, event)
+                continue
+            if consumed:
+                route.filtered += 1
+                if self.span is not None and self.tracer is not None:
+                    self.tracer.filtered(self.span)
+                return True
+        return False
 
     async def _run_each(self, route: Route, event: Event, item: Item | None) -> Item | None:
         """Run or hand on the handlers of ``event`` in order; one failing keeps no other from it."""
