@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from async_nexus import _journal_sql as sql
 from async_nexus.codec import EventCodec
 from async_nexus.errors import (
     BadCall,
@@ -30,6 +29,7 @@ from async_nexus.errors import (
 )
 from async_nexus.events import Event, NamedEvent
 from async_nexus.journal import REDELIVERED, JournalEntry, SqliteJournal
+from async_nexus.journal import _sql as sql
 
 
 class Treacle(NamedEvent):

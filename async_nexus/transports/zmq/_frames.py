@@ -12,8 +12,8 @@ from typing import Union, cast
 import zmq
 import zmq.asyncio
 
-from ..codec import EventCodec
-from ..events import Event
+from ...codec import EventCodec
+from ...events import Event
 
 __all__ = ["CANNOT_RECEIVE", "CANNOT_SEND", "Topic", "check_socket", "check_topic", "frames_of"]
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..codec import EventCodec
-from ..errors import DecodeError
-from ..events import Event
+from ...codec import EventCodec
+from ...errors import DecodeError
+from ...events import Event
 
 __all__ = ["V1_FIELDS", "decode"]
 

@@ -17,8 +17,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import _journal_sql as sql
-from .errors import BadCall, JournalError, JournalFull
+from ..errors import BadCall, JournalError, JournalFull
+from . import _sql as sql
 
 # What a group's waiters receive: None once it is durable, or what made it fail. A result rather
 # than an exception, so that a group nobody waits for leaves no "exception never retrieved".

@@ -56,13 +56,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from . import _journal_lock as lock
-from . import _journal_rows as rows
-from . import _journal_sql as sql
-from ._journal_groups import GroupCommitter
-from .codec import EventCodec
-from .errors import BadCall, JournalError
-from .events import Event
+from ..codec import EventCodec
+from ..errors import BadCall, JournalError
+from ..events import Event
+from . import _lock as lock
+from . import _rows as rows
+from . import _sql as sql
+from ._groups import GroupCommitter
 
 __all__ = ["REDELIVERED", "JournalEntry", "SqliteJournal"]
 

@@ -1,5 +1,5 @@
 """The lock of :mod:`async_nexus.journal`'s file: one open journal per file, in any process.
-Private: the journal module is its only user.
+Private: the journal package is its only user.
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import JournalError, JournalLocked
+from ..errors import JournalError, JournalLocked
 
 
 def acquire_lock(path: Path) -> int:

@@ -13,10 +13,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._runner_target import TargetError, UsageError, build_nexuses
-from ._tasks import stop_on_signals
-from .domains import NexusGroup
-from .nexus import AsyncEventNexus, NexusState
+from .._tasks import stop_on_signals
+from ..domains import NexusGroup
+from ..nexus import AsyncEventNexus, NexusState
+from ._target import TargetError, UsageError, build_nexuses
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "serve", "run_daemon"]
 
@@ -107,7 +107,7 @@ async def serve(
     try:
         if metrics_port is not None:
             # optional dependency: imported only when asked for
-            from .metrics import register_nexuses, serve_metrics
+            from ..metrics import register_nexuses, serve_metrics
 
             single = next(iter(nexuses.values())) if len(nexuses) == 1 else None
             try:
@@ -133,7 +133,7 @@ async def serve(
 def _instrument(nexuses: dict[str, AsyncEventNexus]) -> None:
     from opentelemetry import trace  # optional dependency: main() checked that it is there
 
-    from .tracing import instrument
+    from ..tracing import instrument
 
     for nexus in nexuses.values():
         instrument(nexus)

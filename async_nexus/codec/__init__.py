@@ -37,9 +37,9 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any, Literal
 
-from ._codec_values import plain_value
-from .errors import DecodeError, NotAnEvent
-from .events import Event, NamedEvent
+from ..errors import DecodeError, NotAnEvent
+from ..events import Event, NamedEvent
+from ._values import plain_value
 
 __all__ = ["WIRE_VERSION", "EventCodec", "decode_event", "encode_event"]
 

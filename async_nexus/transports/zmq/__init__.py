@@ -35,13 +35,13 @@ from typing import Any, TypeVar, overload
 import zmq
 import zmq.asyncio
 
-from ..codec import EventCodec
-from ..consumers import EventConsumer
-from ..errors import DecodeError, NoMoreEvents
-from ..events import Event, EventFactory, EventType, IdStrategy, NamedEvent
-from ..sources import SimpleEventConverter
-from . import _zmq_compat, _zmq_frames
-from ._zmq_frames import CANNOT_RECEIVE, CANNOT_SEND, check_socket, check_topic, frames_of
+from ...codec import EventCodec
+from ...consumers import EventConsumer
+from ...errors import DecodeError, NoMoreEvents
+from ...events import Event, EventFactory, EventType, IdStrategy, NamedEvent
+from ...sources import SimpleEventConverter
+from . import _compat, _frames
+from ._frames import CANNOT_RECEIVE, CANNOT_SEND, check_socket, check_topic, frames_of
 
 __all__ = [
     "Topic",
@@ -54,7 +54,7 @@ __all__ = [
 
 #: What ``topic=`` accepts: a fixed first frame (``str`` is sent as UTF-8), or a function of
 #: the event that returns one, e.g. ``lambda event: str(event.type)``.
-Topic = _zmq_frames.Topic
+Topic = _frames.Topic
 
 _RAW_LIMIT = 512
 _Converter = TypeVar("_Converter", bound="ZmqAbstractConverter")
@@ -226,7 +226,7 @@ class ZmqEventReceiver(ZmqAbstractConverter):
         :raises DecodeError: the message is not an encoded event, nor a 1.0 one (the nexus
             reports it and goes on); :attr:`~async_nexus.errors.DecodeError.raw` holds the frame.
         """
-        return _zmq_compat.decode((await self.receive())[-1], self.codec)
+        return _compat.decode((await self.receive())[-1], self.codec)
 
     def __repr__(self) -> str:
         return f"<ZmqEventReceiver {self.codec.format} at {id(self):#x}>"

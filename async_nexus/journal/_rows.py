@@ -7,16 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .codec import EventCodec
-from .errors import DecodeError, JournalError, NotAnEvent
-from .events import Event, NamedEvent
+from ..codec import EventCodec
+from ..errors import DecodeError, JournalError, NotAnEvent
+from ..events import Event, NamedEvent
 
 
 def body(codec: EventCodec, event: Event) -> bytearray:
     """The stored form of ``event``.
 
     A ``bytearray``, not ``bytes``: sqlite3 binds it without looking for an adapter (see
-    :class:`~async_nexus._journal_sql.Batch`).
+    :class:`~async_nexus.journal._sql.Batch`).
 
     :raises TypeError: the codec cannot encode it, or it is a :class:`NamedEvent` whose class
         the codec does not know; the message says what.
