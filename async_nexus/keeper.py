@@ -164,4 +164,4 @@ class Keeper:
         :raises BadCall: a loop uses the journal (a group is being written); the journal stays open.
         :raises JournalError: the last write failed; the journal is closed all the same.
         """
-        self.journal._close_without_loop()
+        self.journal.close_without_loop()

@@ -304,7 +304,7 @@ class SqliteJournal:
                     executor.shutdown(wait=False)
                 self._release()
 
-    def _close_without_loop(self) -> None:
+    def close_without_loop(self) -> None:
         """:meth:`close`, blocking, for a journal no event loop uses (a nexus that never ran).
 
         What is staged (appended before any loop ran) is written in the journal's thread, at

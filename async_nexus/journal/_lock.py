@@ -19,6 +19,12 @@ def acquire_lock(path: Path) -> int:
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
+        folder = path.parent
+        if not folder.exists():
+            raise JournalError(
+                f"the folder {folder} of the journal {path} does not exist; create it "
+                f"(mkdir -p {folder}) or give the journal a path in a folder that exists"
+            ) from exc
         raise JournalError(f"cannot create the lock file {lock_path} of the journal {path}: {exc}") from exc
     try:
         import fcntl  # here: POSIX only, and importing the package must work everywhere
