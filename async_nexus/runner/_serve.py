@@ -43,16 +43,21 @@ def _counts(stats: dict[str, Any]) -> str:
 
 
 async def _log_stats(nexuses: dict[str, AsyncEventNexus], interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        for label, nexus in nexuses.items():
-            stats = nexus.stats()
-            if len(nexuses) == 1:
-                logger.info("stats: %s", _counts(stats), extra={"stats": stats})
-            else:
-                logger.info(
-                    "stats: nexus=%s %s", label, _counts(stats), extra={"stats": stats, "nexus": label}
-                )
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            for label, nexus in nexuses.items():
+                stats = nexus.stats()
+                if len(nexuses) == 1:
+                    logger.info("stats: %s", _counts(stats), extra={"stats": stats})
+                else:
+                    logger.info(
+                        "stats: nexus=%s %s", label, _counts(stats), extra={"stats": stats, "nexus": label}
+                    )
+    except Exception:
+        # Nobody awaits this task until the daemon stops, so say it now: an operator watching
+        # for stats lines would otherwise see them stop without a word.
+        logger.exception("logging the stats every %gs failed; no more stats lines will be written", interval)
 
 
 async def serve(
@@ -71,7 +76,8 @@ async def serve(
     SIGINT and SIGTERM ask for a graceful stop (queued events are dispatched, up to the
     drain timeout); the same signal again cancels the loop. ``drain_timeout`` and
     ``fail_fast`` override what the nexus was built with. ``stats_interval`` logs
-    ``nexus.stats()`` every so many seconds; ``metrics_port`` serves them as Prometheus
+    ``nexus.stats()`` every so many seconds (should that fail, an error with the traceback
+    says so and the stats lines stop; the nexus runs on); ``metrics_port`` serves them as Prometheus
     metrics on ``metrics_host`` (port ``0`` picks a free port, which is logged). ``trace``
     traces each dispatch with OpenTelemetry (:func:`async_nexus.tracing.instrument`).
 
