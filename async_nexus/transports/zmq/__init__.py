@@ -207,8 +207,10 @@ class ZmqEventReceiver(ZmqAbstractConverter):
 
     With a JSON codec (the default) it also reads an event as async-nexus 1.0's
     ``send_event`` sent it: a JSON object of exactly ``id``, ``type``, ``priority`` and
-    ``payload``, e.g. ``{"id": 1001, "type": 99, "priority": 0, "payload": "TEAPOT!"}``. That
-    arrives as ``Event(id, type, priority, payload)``, without headers.
+    ``payload``, e.g. ``{"id": 1001, "type": 99, "priority": 0, "payload": "TEAPOT!"}``, and
+    the same with ``"headers": null`` or ``{}`` beside them (what a 1.0 program run unchanged
+    sends with today's :class:`~async_nexus.Event`). That arrives as
+    ``Event(id, type, priority, payload)``, without headers.
 
     :param socket: as for :class:`ZmqAbstractConverter`.
     :param codec: the sender's codec (same format); register in it every
