@@ -18,7 +18,7 @@ from support import Collector, Hook
 
 from async_nexus import AsyncEventNexus, Event, NamedEvent
 from async_nexus.codec import EventCodec
-from async_nexus.errors import DecodeError, NoMoreEvents
+from async_nexus.errors import BadType, DecodeError, NoMoreEvents
 from async_nexus.testing import Recorder
 from async_nexus.transports.zmq import ZmqEventConverter, ZmqEventReceiver, ZmqEventSender, send_event
 
@@ -321,7 +321,7 @@ async def test_sender_failures_go_to_the_error_hook_and_dispatch_goes_on(ctx: zm
     nexus.stop()
     await asyncio.wait_for(task, 5)
     assert [(type(exc), subject) for exc, subject in hook.calls] == [
-        (TypeError, unencodable),
+        (BadType, unencodable),
         (zmq.Again, unsendable),
     ]
 
