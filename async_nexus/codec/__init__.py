@@ -132,6 +132,12 @@ class EventCodec:
         self._registry[name] = cls
         return cls
 
+    def is_registered(self, cls: type[NamedEvent]) -> bool:
+        """Whether :meth:`decode` rebuilds events of ``cls`` as ``cls``: it is registered here."""
+        if not (isinstance(cls, type) and issubclass(cls, NamedEvent)):
+            return False
+        return self._registry.get(cls.event_type) is cls
+
     # -- encoding -----------------------------------------------------------------------------
 
     def encode(self, event: Event) -> bytes:

@@ -21,7 +21,7 @@ def body(codec: EventCodec, event: Event) -> bytearray:
     :raises BadType: the codec cannot encode it, or it is a :class:`NamedEvent` whose class
         the codec does not know; the message says what.
     """
-    if isinstance(event, NamedEvent) and codec._registry.get(str(event.type)) is not type(event):
+    if isinstance(event, NamedEvent) and not codec.is_registered(type(event)):
         # It would be stored, and then refused at the next open: no nexus could start.
         raise BadType(
             f"the journal cannot store event {event.id!r}: its class {type(event).__qualname__} is "
