@@ -26,10 +26,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from ._runner_target import build_nexus
 from .errors import LoopStopped, QueueFull
 from .events import Event
 from .nexus import AsyncEventNexus
+from .runner import build_nexus
 
 __all__ = [
     "nexus_lifespan",

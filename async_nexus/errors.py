@@ -214,5 +214,10 @@ class JournalFull(JournalError, OSError):
 
     Nothing already committed is lost, and the operations of the failed commit stay staged
     and are written by the next commit. It is also an :class:`OSError`, with ``errno`` set
-    (``ENOSPC`` for a full disk) and ``filename`` the journal's path.
+    (``ENOSPC`` for a full disk), ``strerror`` the message and ``filename`` the journal's path.
     """
+
+    def __str__(self) -> str:
+        # The message names the journal already; OSError's "[Errno 28] message: 'path'" would
+        # say it twice.
+        return self.strerror if self.strerror is not None else super().__str__()

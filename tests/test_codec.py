@@ -140,6 +140,8 @@ def test_register_works_as_decorator_and_after_construction() -> None:
     codec.register(Custard)  # the same class again is fine
     assert codec.decode(codec.encode(Custard(1))) == Custard(1)
     assert dict(codec.named_events) == {"Custard": Custard}
+    assert codec.is_registered(Custard) and not codec.is_registered(Treacle)
+    assert not codec.is_registered(Event)  # type: ignore[arg-type]
 
 
 def test_unknown_named_type_is_a_decode_error() -> None:

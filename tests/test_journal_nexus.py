@@ -208,6 +208,16 @@ def test_a_corrupt_journal_is_an_error_at_start(tmp_path: Path) -> None:
         AsyncEventNexus(journal=path)
 
 
+def test_a_journal_in_a_folder_that_does_not_exist_says_to_create_the_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "not" / "yet"
+    with pytest.raises(errors.JournalError) as info:
+        AsyncEventNexus(journal=folder / "events.db")
+    message = str(info.value)
+    assert f"the folder {folder} of the journal {folder / 'events.db'} does not exist" in message
+    assert "create it" in message and "lock file" not in message
+    assert not folder.exists()  # the journal creates no folders: where it goes is the program's choice
+
+
 def test_journal_takes_a_path_or_a_journal() -> None:
     with pytest.raises(TypeError, match="journal= takes a path"):
         AsyncEventNexus(journal=42)  # type: ignore[arg-type]
@@ -225,10 +235,11 @@ async def test_a_full_disk_makes_ingest_raise_and_keeps_what_was_durable(tmp_pat
     nexus.add_handler("job", stuck)
     nexus.start()
     accepted = []
-    with pytest.raises(errors.JournalFull):
+    with pytest.raises(errors.JournalFull) as full:
         for i in range(100_000):
             await nexus.ingest(Event(i, "job", 0, "x" * 200))
             accepted.append(i)
+    assert full.value.filename == str(path)  # an OSError that names its file, as open() does
     assert accepted, "the limit left no room at all"
     task = nexus.task
     assert task is not None

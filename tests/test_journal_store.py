@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from async_nexus import _journal_sql as sql
 from async_nexus.codec import EventCodec
 from async_nexus.errors import (
     BadCall,
@@ -30,6 +29,7 @@ from async_nexus.errors import (
 )
 from async_nexus.events import Event, NamedEvent
 from async_nexus.journal import REDELIVERED, JournalEntry, SqliteJournal
+from async_nexus.journal import _sql as sql
 
 
 class Treacle(NamedEvent):
@@ -376,9 +376,9 @@ def test_a_close_without_a_loop_writes_what_is_staged(path: Path, level: str) ->
     journal.append(Event(2, "t", 0, "staged"))  # no loop runs: staged, no group started
     journal.save_checkpoint("where", "2")
     assert journal.pending_commit()
-    journal._close_without_loop()
+    journal.close_without_loop()
     assert not thread.is_alive()
-    journal._close_without_loop()  # twice does nothing
+    journal.close_without_loop()  # twice does nothing
     with pytest.raises(BadCall, match="closed"):
         journal.append(Event(3, "t"))
     again, entries = opened(path, synchronous=level)  # unlocked
@@ -393,7 +393,7 @@ async def test_a_close_without_a_loop_is_refused_while_a_group_is_in_flight(path
     await asyncio.sleep(0)  # the committer has taken the group: one in flight in the thread
     assert journal._groups._writing is not None
     with pytest.raises(BadCall, match=r"in use by an event loop.*await close\(\) in that loop"):
-        journal._close_without_loop()
+        journal.close_without_loop()
     journal.append(Event(2, "t"))  # still open
     await journal.close()
     assert [e.event.id for e in await areplay(path)] == [1, 2]
@@ -408,7 +408,7 @@ def test_a_close_without_a_loop_is_refused_while_a_commit_waits(path: Path, leve
         await asyncio.sleep(0)  # the waiter asked for a group, which has not started yet
         assert journal._groups._writing is None and journal.pending_commit()
         with pytest.raises(BadCall, match=r"await close\(\) in that loop"):
-            journal._close_without_loop()
+            journal.close_without_loop()
         await asyncio.wait_for(waiter, 10)
         await journal.close()
 
@@ -563,8 +563,9 @@ async def test_a_full_disk_keeps_what_was_committed_and_what_was_staged(path: Pa
         await journal.commit()
     error = info.value
     assert isinstance(error, OSError) and error.errno == errno.ENOSPC
+    assert error.filename == str(path) and error.strerror == str(error)
     assert isinstance(error.__cause__, sqlite3.OperationalError)
-    assert "full" in str(error) and str(path) in str(error)
+    assert "full" in str(error) and str(path) in str(error) and not str(error).startswith("[Errno")
     assert journal.pending_commit() and journal.stats()["failed_commits"] >= 1
     assert journal.last_error is not None and journal.stats()["last_error_at"] > 0
     assert journal.stats()["rows"] == 3
@@ -606,9 +607,10 @@ def test_a_close_without_a_loop_that_cannot_write_raises_and_keeps_the_committed
     for i in range(1, 50):
         journal.append(Event(i, "t", 0, "x" * 2000))  # no loop runs: staged
     with pytest.raises(JournalFull) as info:
-        journal._close_without_loop()
+        journal.close_without_loop()
     assert str(path) in str(info.value) and info.value.errno == errno.ENOSPC
+    assert info.value.filename == str(path)
     assert isinstance(info.value.__cause__, sqlite3.OperationalError)
     assert journal.last_error is info.value
-    journal._close_without_loop()  # closed all the same: nothing more to do
+    journal.close_without_loop()  # closed all the same: nothing more to do
     assert [e.event.id for e in replay(path)] == [0]  # and unlocked

@@ -16,11 +16,12 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from async_nexus import __version__
+from async_nexus import AsyncEventNexus, __version__
 from async_nexus import runner as runner_module
 from async_nexus.runner import EXIT_OK, EXIT_USAGE, main
 
@@ -480,3 +481,43 @@ async def test_sigterm_writes_out_what_a_redis_sender_buffered(daemons: list[Dae
     finally:
         await client.aclose()
         server.close()
+
+
+# -- the stats lines ------------------------------------------------------------------------------
+
+
+class _StatsFailOnce(AsyncEventNexus):
+    """A nexus whose first stats() call fails: the first one the stats lines make."""
+
+    failed = False
+
+    def stats(self) -> dict[str, Any]:
+        if not self.failed:
+            type(self).failed = True
+            raise RuntimeError("the counters are broken")
+        return super().stats()
+
+
+async def test_a_crash_of_the_stats_lines_is_logged_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="async_nexus.runner")
+    nexus = _StatsFailOnce()
+    serving = asyncio.create_task(runner_module.serve(nexus, name="broken stats", stats_interval=0.01))
+
+    async def crashed() -> logging.LogRecord:
+        while True:
+            for record in caplog.records:
+                if record.levelno == logging.ERROR:
+                    return record
+            await asyncio.sleep(0.01)
+
+    record = await asyncio.wait_for(crashed(), WAIT)
+    await asyncio.sleep(0.05)  # several intervals: no stats line may follow the crash
+    nexus.stop()
+    assert await asyncio.wait_for(serving, WAIT) == EXIT_OK
+
+    assert record.name == "async_nexus.runner"
+    assert "no more stats lines will be written" in record.getMessage()
+    assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
+    assert not [r for r in caplog.records if r.getMessage().startswith("stats: ")]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,12 @@ from support import Collector, Hook
 
 from async_nexus import AsyncEventNexus, Event, NamedEvent
 from async_nexus.codec import EventCodec
-from async_nexus.errors import DecodeError, NoMoreEvents
+from async_nexus.errors import BadType, DecodeError, NoMoreEvents
 from async_nexus.testing import Recorder
 from async_nexus.transports.zmq import ZmqEventConverter, ZmqEventReceiver, ZmqEventSender, send_event
+
+ROOT = Path(__file__).resolve().parent.parent
+V1_SENDER = ROOT / "tests" / "programs" / "v1_zmq_sender.py"
 
 
 class Treacle(NamedEvent):
@@ -316,7 +321,7 @@ async def test_sender_failures_go_to_the_error_hook_and_dispatch_goes_on(ctx: zm
     nexus.stop()
     await asyncio.wait_for(task, 5)
     assert [(type(exc), subject) for exc, subject in hook.calls] == [
-        (TypeError, unencodable),
+        (BadType, unencodable),
         (zmq.Again, unsendable),
     ]
 
@@ -545,7 +550,8 @@ async def test_malformed_1_0_style_dicts_go_to_the_error_hook_and_receiving_goes
     malformed: list[tuple[dict[str, Any], str]] = [
         ({"id": 1, "type": 99, "priority": 0}, "it has id, priority, type"),
         ({"id": 2, "type": 99, "priority": 0, "payload": "x", "colour": "red"}, "it has colour, id, "),
-        ({"id": 3, "type": 99, "priority": 0, "payload": "x", "headers": None}, "exactly the fields"),
+        ({"id": 3, "type": 99, "priority": 0, "payload": "x", "headers": {"a": "b"}}, "never carried"),
+        ({"id": 4, "type": 99, "priority": 0, "payload": "x", "headers": []}, "headers (list []), which"),
         ({}, "it has none"),
         ({"id": 5, "type": 1.5, "priority": 0, "payload": "x"}, "type must be an int or a str, got float"),
         ({"id": 6, "type": True, "priority": 0, "payload": "x"}, "type must be an int or a str, got bool"),
@@ -569,6 +575,57 @@ async def test_malformed_1_0_style_dicts_go_to_the_error_hook_and_receiving_goes
         assert json.loads(exc.raw) == fields  # type: ignore[attr-defined]
     # What is neither form says what today's form lacks, too.
     assert "missing field(s): v, headers, named; nor is it" in str(hook.calls[1][0])
+
+
+async def test_todays_event_sent_the_1_0_way_arrives_with_its_empty_headers_left_out(
+    old_sender: tuple[zmq.Socket[bytes], zmq.asyncio.Socket],
+) -> None:
+    push, pull = old_sender
+    receiver = ZmqEventReceiver(pull)
+    # A 1.0 program run unchanged sends today's Event, whose headers field comes along.
+    push.send_json(Event(1001, 99, 0, "TEAPOT!"), default=dataclasses.asdict)
+    push.send_json(Event(1002, "sensor.temp", 1, {"celsius": 21.5}, {}), default=dataclasses.asdict)
+    push.send_json(Treacle(1003, "sticky"), default=dataclasses.asdict)
+    received = [await next_event(receiver) for _ in range(3)]
+    assert received == [
+        Event(1001, 99, 0, "TEAPOT!"),
+        Event(1002, "sensor.temp", 1, {"celsius": 21.5}),
+        Event(1003, "Treacle", 0, "sticky"),  # as in 1.0: named events arrive as plain ones
+    ]
+    assert all(type(event) is Event and event.headers is None for event in received)
+
+
+async def test_a_1_0_program_run_unchanged_reaches_todays_receiver(ctx: zmq.asyncio.Context) -> None:
+    pull = ctx.socket(zmq.PULL)
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    nexus = AsyncEventNexus()
+    hook = Hook()
+    nexus.on_error(hook)
+    arrived = Recorder()
+    nexus.add_handler(-1, arrived)
+    nexus.add_converter(ZmqEventReceiver(pull))
+    task = nexus.start()
+    sender = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(V1_SENDER),
+        f"tcp://127.0.0.1:{port}",
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(sender.communicate(), 30)
+    assert sender.returncode == 0 and out.decode().strip() == "sent 3", err.decode()
+    events = await arrived.wait_for(3)
+    nexus.stop()
+    await asyncio.wait_for(task, 5)
+
+    assert sorted(events, key=lambda event: event.id) == [  # by priority, if they queued together
+        Event(1001, 99, 0, "TEAPOT!"),
+        Event(1002, "sensor.temp", 1, {"celsius": 21.5}),
+        Event(1003, "Kettle", 0, "boiling"),
+    ]
+    assert all(event.headers is None for event in events)
+    assert hook.calls == []
 
 
 async def test_a_1_0_event_to_a_string_converter_is_its_text_as_in_1_0(

@@ -180,7 +180,7 @@ class Keeper:
         if self._closing:
             return
         try:
-            self.journal._close_without_loop()
+            self.journal.close_without_loop()
         except BadCall:
             try:
                 asyncio.get_running_loop()

@@ -5,9 +5,11 @@ being a dataclass of ``id``, ``type``, ``priority`` and ``payload``: a JSON obje
 those four fields, e.g. ``{"id": 1001, "type": 99, "priority": 0, "payload": "TEAPOT!"}``.
 Senders written against 1.0 (its ``send_event``, its demos, programs copying them) still send
 that, so a JSON receiver accepts it as a plain :class:`~async_nexus.Event`, without headers.
+Such a program run unchanged today serialises today's ``Event``, whose fifth field adds
+``"headers": null`` (or ``{}``) to the four: that is read the same way.
 
-Only that exact shape is read: anything else keeps the codec's own :class:`DecodeError`, or
-gets one saying why it is neither form. The message is parsed as JSON, never unpickled.
+Only that shape is read: anything else keeps the codec's own :class:`DecodeError`, or gets one
+saying why it is neither form. The message is parsed as JSON, never unpickled.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..codec import EventCodec
-from ..errors import DecodeError
-from ..events import Event
+from ...codec import EventCodec
+from ...errors import DecodeError
+from ...events import Event
 
 __all__ = ["V1_FIELDS", "decode"]
 
 #: The fields of 1.0's ``Event`` dataclass, in its order: all of them, and nothing else.
 V1_FIELDS = ("id", "type", "priority", "payload")
+
+# 1.0's send_json(event, default=dataclasses.asdict) applied to today's Event: its headers come
+# along, empty unless the program set them, which a 1.0 program never does.
+_V1_WITH_HEADERS = {*V1_FIELDS, "headers"}
 
 _RAW_LIMIT = 512
 
@@ -63,11 +69,20 @@ def _v1_event(body: bytes, error: DecodeError) -> Event | None:
     if not isinstance(obj, dict) or "v" in obj:
         return None  # not an object, or meant as the wire form: the codec said what is wrong
     raw = body[:_RAW_LIMIT]
-    if set(obj) != set(V1_FIELDS):
+    if set(obj) == _V1_WITH_HEADERS:
+        headers = obj["headers"]
+        if headers is not None and headers != {}:
+            raise DecodeError(
+                f"{error}; nor is it an event as async-nexus 1.0 sent it: it has headers "
+                f"({_describe(headers)}), which 1.0 events never carried; send events with headers "
+                "with send_event() or a ZmqEventSender",
+                raw,
+            )
+    elif set(obj) != set(V1_FIELDS):
         found = ", ".join(sorted(obj)) or "none"
         raise DecodeError(
             f"{error}; nor is it an event as async-nexus 1.0 sent it, which has exactly the fields "
-            f"{', '.join(V1_FIELDS)}: it has {found}",
+            f"{', '.join(V1_FIELDS)} (and headers null or {{}}): it has {found}",
             raw,
         )
     event_id, event_type, priority = obj["id"], obj["type"], obj["priority"]

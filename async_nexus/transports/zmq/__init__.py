@@ -35,13 +35,13 @@ from typing import Any, TypeVar, overload
 import zmq
 import zmq.asyncio
 
-from ..codec import EventCodec
-from ..consumers import EventConsumer
-from ..errors import DecodeError, NoMoreEvents
-from ..events import Event, EventFactory, EventType, IdStrategy, NamedEvent
-from ..sources import SimpleEventConverter
-from . import _zmq_compat, _zmq_frames
-from ._zmq_frames import CANNOT_RECEIVE, CANNOT_SEND, check_socket, check_topic, frames_of
+from ...codec import EventCodec
+from ...consumers import EventConsumer
+from ...errors import BadType, DecodeError, NoMoreEvents
+from ...events import Event, EventFactory, EventType, IdStrategy, NamedEvent
+from ...sources import SimpleEventConverter
+from . import _compat, _frames
+from ._frames import CANNOT_RECEIVE, CANNOT_SEND, check_socket, check_topic, frames_of
 
 __all__ = [
     "Topic",
@@ -54,7 +54,7 @@ __all__ = [
 
 #: What ``topic=`` accepts: a fixed first frame (``str`` is sent as UTF-8), or a function of
 #: the event that returns one, e.g. ``lambda event: str(event.type)``.
-Topic = _zmq_frames.Topic
+Topic = _frames.Topic
 
 _RAW_LIMIT = 512
 _Converter = TypeVar("_Converter", bound="ZmqAbstractConverter")
@@ -75,8 +75,8 @@ class ZmqAbstractConverter(SimpleEventConverter):
 
     :param socket: a socket of a :class:`zmq.asyncio.Context` that can receive: PULL, SUB,
         PAIR, DEALER, ROUTER or XSUB.
-    :raises TypeError: ``socket`` is not a socket, or not an asyncio one.
-    :raises ValueError: ``socket`` is closed, or of a type that cannot receive.
+    :raises BadType: ``socket`` is not a socket, or not an asyncio one.
+    :raises BadValue: ``socket`` is closed, or of a type that cannot receive.
     """
 
     def __init__(self, socket: zmq.asyncio.Socket) -> None:
@@ -153,11 +153,11 @@ class ZmqEventConverter(ZmqAbstractConverter):
         super().__init__(socket)
         named = isinstance(event_type, type) and issubclass(event_type, NamedEvent)
         if not named and (not isinstance(event_type, (int, str)) or isinstance(event_type, bool)):
-            raise TypeError(
+            raise BadType(
                 f"event_type must be an int, a str or a NamedEvent subclass, got {event_type!r}"
             )
         if event_factory is not None and not isinstance(event_factory, EventFactory):
-            raise TypeError(
+            raise BadType(
                 "event_factory must be an EventFactory (such as the nexus), got "
                 f"{type(event_factory).__qualname__}"
             )
@@ -207,8 +207,10 @@ class ZmqEventReceiver(ZmqAbstractConverter):
 
     With a JSON codec (the default) it also reads an event as async-nexus 1.0's
     ``send_event`` sent it: a JSON object of exactly ``id``, ``type``, ``priority`` and
-    ``payload``, e.g. ``{"id": 1001, "type": 99, "priority": 0, "payload": "TEAPOT!"}``. That
-    arrives as ``Event(id, type, priority, payload)``, without headers.
+    ``payload``, e.g. ``{"id": 1001, "type": 99, "priority": 0, "payload": "TEAPOT!"}``, and
+    the same with ``"headers": null`` or ``{}`` beside them (what a 1.0 program run unchanged
+    sends with today's :class:`~async_nexus.Event`). That arrives as
+    ``Event(id, type, priority, payload)``, without headers.
 
     :param socket: as for :class:`ZmqAbstractConverter`.
     :param codec: the sender's codec (same format); register in it every
@@ -226,7 +228,7 @@ class ZmqEventReceiver(ZmqAbstractConverter):
         :raises DecodeError: the message is not an encoded event, nor a 1.0 one (the nexus
             reports it and goes on); :attr:`~async_nexus.errors.DecodeError.raw` holds the frame.
         """
-        return _zmq_compat.decode((await self.receive())[-1], self.codec)
+        return _compat.decode((await self.receive())[-1], self.codec)
 
     def __repr__(self) -> str:
         return f"<ZmqEventReceiver {self.codec.format} at {id(self):#x}>"
@@ -250,8 +252,8 @@ class ZmqEventSender(EventConsumer):
     :param topic: a first frame before the event: a fixed ``bytes``/``str`` or a function of
         the event, e.g. ``lambda event: str(event.type)``, so SUB sockets can subscribe to
         some events only. With a ROUTER socket, the first frame is the peer's identity.
-    :raises TypeError: ``socket`` is not an asyncio socket, or ``topic`` has the wrong type.
-    :raises ValueError: ``socket`` is closed, or of a type that cannot send.
+    :raises BadType: ``socket`` is not an asyncio socket, or ``topic`` has the wrong type.
+    :raises BadValue: ``socket`` is closed, or of a type that cannot send.
     """
 
     def __init__(
@@ -273,7 +275,7 @@ class ZmqEventSender(EventConsumer):
     async def handle(self, event: Event, queue: Any) -> None:
         """Send ``event``; wait while the socket cannot take it.
 
-        :raises TypeError: the event cannot be encoded (the error hook gets it, with the event).
+        :raises BadType: the event cannot be encoded (the error hook gets it, with the event).
         """
         await self.socket.send_multipart(frames_of(event, self.codec, self.topic))
 
@@ -337,8 +339,8 @@ def send_event(
 
     :param codec: encodes the event; by default JSON.
     :param topic: a first frame, as for :class:`ZmqEventSender`.
-    :raises TypeError: the event cannot be encoded, or ``socket`` is not a socket.
-    :raises ValueError: ``socket`` is closed or of a type that cannot send.
+    :raises BadType: the event cannot be encoded, or ``socket`` is not a socket.
+    :raises BadValue: ``socket`` is closed or of a type that cannot send.
     """
     check_socket(socket, role="send_event()", refused=CANNOT_SEND, need_async=False)
     check_topic(topic)

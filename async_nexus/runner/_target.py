@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from .nexus import AsyncEventNexus
+from ..nexus import AsyncEventNexus
 
 __all__ = ["UsageError", "TargetError", "load_target", "build_nexus", "build_nexuses"]
 

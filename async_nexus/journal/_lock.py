@@ -1,5 +1,5 @@
 """The lock of :mod:`async_nexus.journal`'s file: one open journal per file, in any process.
-Private: the journal module is its only user.
+Private: the journal package is its only user.
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import JournalError, JournalLocked
+from ..errors import JournalError, JournalLocked
 
 
 def acquire_lock(path: Path) -> int:
@@ -19,6 +19,12 @@ def acquire_lock(path: Path) -> int:
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
+        folder = path.parent
+        if not folder.exists():
+            raise JournalError(
+                f"the folder {folder} of the journal {path} does not exist; create it "
+                f"(mkdir -p {folder}) or give the journal a path in a folder that exists"
+            ) from exc
         raise JournalError(f"cannot create the lock file {lock_path} of the journal {path}: {exc}") from exc
     try:
         import fcntl  # here: POSIX only, and importing the package must work everywhere

@@ -17,8 +17,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import _journal_sql as sql
-from .errors import BadCall, JournalError, JournalFull
+from ..errors import BadCall, JournalError, JournalFull
+from . import _sql as sql
 
 # What a group's waiters receive: None once it is durable, or what made it fail. A result rather
 # than an exception, so that a group nobody waits for leaves no "exception never retrieved".
@@ -278,9 +278,9 @@ class GroupCommitter:
             "stay staged, in order, and the next commit writes them; nothing committed before is lost"
         )
         if sql.is_full(cause):
-            error = JournalFull(f"{what}. Make room on its disk (or lift the quota) and commit again")
-            error.errno = getattr(cause, "errno", None) or errno.ENOSPC
-            return error
+            code = getattr(cause, "errno", None) or errno.ENOSPC
+            message = f"{what}. Make room on its disk (or lift the quota) and commit again"
+            return JournalFull(code, message, str(self.path))
         return JournalError(what)
 
     def stats(self) -> dict[str, float | int]:

@@ -13,10 +13,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._runner_target import TargetError, UsageError, build_nexuses
-from ._tasks import stop_on_signals
-from .domains import NexusGroup
-from .nexus import AsyncEventNexus, NexusState
+from .._tasks import stop_on_signals
+from ..domains import NexusGroup
+from ..nexus import AsyncEventNexus, NexusState
+from ._target import TargetError, UsageError, build_nexuses
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "serve", "run_daemon"]
 
@@ -43,16 +43,21 @@ def _counts(stats: dict[str, Any]) -> str:
 
 
 async def _log_stats(nexuses: dict[str, AsyncEventNexus], interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        for label, nexus in nexuses.items():
-            stats = nexus.stats()
-            if len(nexuses) == 1:
-                logger.info("stats: %s", _counts(stats), extra={"stats": stats})
-            else:
-                logger.info(
-                    "stats: nexus=%s %s", label, _counts(stats), extra={"stats": stats, "nexus": label}
-                )
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            for label, nexus in nexuses.items():
+                stats = nexus.stats()
+                if len(nexuses) == 1:
+                    logger.info("stats: %s", _counts(stats), extra={"stats": stats})
+                else:
+                    logger.info(
+                        "stats: nexus=%s %s", label, _counts(stats), extra={"stats": stats, "nexus": label}
+                    )
+    except Exception:
+        # Nobody awaits this task until the daemon stops, so say it now: an operator watching
+        # for stats lines would otherwise see them stop without a word.
+        logger.exception("logging the stats every %gs failed; no more stats lines will be written", interval)
 
 
 async def serve(
@@ -71,7 +76,8 @@ async def serve(
     SIGINT and SIGTERM ask for a graceful stop (queued events are dispatched, up to the
     drain timeout); the same signal again cancels the loop. ``drain_timeout`` and
     ``fail_fast`` override what the nexus was built with. ``stats_interval`` logs
-    ``nexus.stats()`` every so many seconds; ``metrics_port`` serves them as Prometheus
+    ``nexus.stats()`` every so many seconds (should that fail, an error with the traceback
+    says so and the stats lines stop; the nexus runs on); ``metrics_port`` serves them as Prometheus
     metrics on ``metrics_host`` (port ``0`` picks a free port, which is logged). ``trace``
     traces each dispatch with OpenTelemetry (:func:`async_nexus.tracing.instrument`).
 
@@ -107,7 +113,7 @@ async def serve(
     try:
         if metrics_port is not None:
             # optional dependency: imported only when asked for
-            from .metrics import register_nexuses, serve_metrics
+            from ..metrics import register_nexuses, serve_metrics
 
             single = next(iter(nexuses.values())) if len(nexuses) == 1 else None
             try:
@@ -133,7 +139,7 @@ async def serve(
 def _instrument(nexuses: dict[str, AsyncEventNexus]) -> None:
     from opentelemetry import trace  # optional dependency: main() checked that it is there
 
-    from .tracing import instrument
+    from ..tracing import instrument
 
     for nexus in nexuses.values():
         instrument(nexus)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import JournalCorrupt, JournalError
+from ..errors import JournalCorrupt, JournalError
 
 #: Written into the database header so a journal is told apart from any other SQLite file.
 APPLICATION_ID = 0x414E4A31  # "ANJ1"

@@ -12,6 +12,8 @@ import dataclasses
 import math
 from typing import Any
 
+from ..errors import BadType, BadValue
+
 # Internal: EventCodec.encode() is the public face.
 __all__: list[str] = []
 
@@ -26,8 +28,8 @@ class _NotQuick(Exception):
 def plain_value(value: Any, where: str, limit: bool) -> Any:
     """``value`` as exact JSON types; ``limit``: integers must fit MessagePack's 64 bits.
 
-    :raises TypeError: something that is not a JSON value, dataclass or model, named by ``where``.
-    :raises ValueError: a non-finite float, or an integer out of MessagePack's range.
+    :raises BadType: something that is not a JSON value, dataclass or model, named by ``where``.
+    :raises BadValue: a non-finite float, or an integer out of MessagePack's range.
     """
     try:
         return _quick(value, limit)
@@ -70,12 +72,12 @@ def careful(value: Any, where: str, limit: bool) -> Any:
     if isinstance(value, int):
         number = int(value)
         if limit and not _MSGPACK_INT_MIN <= number <= _MSGPACK_INT_MAX:
-            raise ValueError(f"{where} holds an integer MessagePack cannot carry (64 bits): {number}")
+            raise BadValue(f"{where} holds an integer MessagePack cannot carry (64 bits): {number}")
         return number
     if isinstance(value, float):
         number_f = float(value)
         if not math.isfinite(number_f):
-            raise ValueError(f"{where} holds a non-finite float ({number_f!r}), which JSON cannot carry")
+            raise BadValue(f"{where} holds a non-finite float ({number_f!r}), which JSON cannot carry")
         return number_f
     if isinstance(value, (list, tuple)):
         return [careful(item, f"{where}[{index}]", limit) for index, item in enumerate(value)]
@@ -83,7 +85,7 @@ def careful(value: Any, where: str, limit: bool) -> Any:
         result: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise TypeError(
+                raise BadType(
                     f"{where} is a dict with a {type(key).__qualname__} key ({key!r}); "
                     "only str keys can be encoded"
                 )
@@ -94,7 +96,7 @@ def careful(value: Any, where: str, limit: bool) -> Any:
     model_dump = getattr(value, "model_dump", None)
     if callable(model_dump) and not isinstance(value, type):
         return careful(model_dump(mode="json"), where, limit)
-    raise TypeError(
+    raise BadType(
         f"cannot encode {where} of type {type(value).__module__}.{type(value).__qualname__}: "
         "payloads must be JSON values (None, bool, int, float, str, list, dict with str keys), "
         "dataclass instances or objects with model_dump()"

@@ -7,23 +7,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .codec import EventCodec
-from .errors import DecodeError, JournalError, NotAnEvent
-from .events import Event, NamedEvent
+from ..codec import EventCodec
+from ..errors import BadType, DecodeError, JournalError, NotAnEvent
+from ..events import Event, NamedEvent
 
 
 def body(codec: EventCodec, event: Event) -> bytearray:
     """The stored form of ``event``.
 
     A ``bytearray``, not ``bytes``: sqlite3 binds it without looking for an adapter (see
-    :class:`~async_nexus._journal_sql.Batch`).
+    :class:`~async_nexus.journal._sql.Batch`).
 
-    :raises TypeError: the codec cannot encode it, or it is a :class:`NamedEvent` whose class
+    :raises BadType: the codec cannot encode it, or it is a :class:`NamedEvent` whose class
         the codec does not know; the message says what.
     """
-    if isinstance(event, NamedEvent) and codec._registry.get(str(event.type)) is not type(event):
+    if isinstance(event, NamedEvent) and not codec.is_registered(type(event)):
         # It would be stored, and then refused at the next open: no nexus could start.
-        raise TypeError(
+        raise BadType(
             f"the journal cannot store event {event.id!r}: its class {type(event).__qualname__} is "
             "not registered with the journal's codec, so it could not be read back; give the "
             "journal SqliteJournal(path, codec=EventCodec(named_events=[...])) with it"
@@ -33,7 +33,7 @@ def body(codec: EventCodec, event: Event) -> bytearray:
     except NotAnEvent:
         raise
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"the journal cannot store event {event.id!r} (type {event.type!r}): {exc}") from exc
+        raise BadType(f"the journal cannot store event {event.id!r} (type {event.type!r}): {exc}") from exc
 
 
 def event(codec: EventCodec, path: Path, seq: int, event_type: Any, stored: bytes) -> Event:

@@ -12,8 +12,9 @@ from typing import Union, cast
 import zmq
 import zmq.asyncio
 
-from ..codec import EventCodec
-from ..events import Event
+from ...codec import EventCodec
+from ...errors import BadType, BadValue
+from ...events import Event
 
 __all__ = ["CANNOT_RECEIVE", "CANNOT_SEND", "Topic", "check_socket", "check_topic", "frames_of"]
 
@@ -47,18 +48,18 @@ def _type_name(kind: int) -> str:
 def check_socket(socket: object, *, role: str, refused: dict[int, str], need_async: bool) -> None:
     """Refuse, with a message saying what to pass instead, a socket that cannot do ``role``."""
     if not isinstance(socket, zmq.Socket):
-        raise TypeError(f"{role} needs a ZeroMQ socket, got {type(socket).__qualname__}: {socket!r}")
+        raise BadType(f"{role} needs a ZeroMQ socket, got {type(socket).__qualname__}: {socket!r}")
     if need_async and not isinstance(socket, zmq.asyncio.Socket):
-        raise TypeError(
+        raise BadType(
             f"{role} needs a socket made by a zmq.asyncio.Context(), because it awaits the socket "
             f"inside the event loop; got a {type(socket).__module__}.{type(socket).__qualname__}"
         )
     if socket.closed:
-        raise ValueError(f"{role} got a closed socket; pass an open one")
+        raise BadValue(f"{role} got a closed socket; pass an open one")
     kind = cast(int, socket.type)
     reason = refused.get(kind)
     if reason is not None:
-        raise ValueError(
+        raise BadValue(
             f"{role} cannot use a {_type_name(kind)} socket: {reason}; "
             "use PUSH/PULL, PUB/SUB, PAIR or DEALER/ROUTER"
         )
@@ -67,7 +68,7 @@ def check_socket(socket: object, *, role: str, refused: dict[int, str], need_asy
 def check_topic(topic: object) -> None:
     """Refuse a ``topic=`` that is not bytes, str, a function or ``None``."""
     if topic is not None and not isinstance(topic, (bytes, str)) and not callable(topic):
-        raise TypeError(
+        raise BadType(
             f"topic must be bytes, str, a function of the event returning one, or None; "
             f"got {type(topic).__qualname__}"
         )
@@ -83,4 +84,4 @@ def frames_of(event: Event, codec: EventCodec, topic: Topic | None) -> list[byte
         return [first.encode("utf-8"), body]
     if isinstance(first, bytes):
         return [first, body]
-    raise TypeError(f"the topic function returned {type(first).__qualname__}; it must return bytes or str")
+    raise BadType(f"the topic function returned {type(first).__qualname__}; it must return bytes or str")

@@ -29,10 +29,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__, _runner_serve
-from ._runner_logging import JsonFormatter, configure_logging
-from ._runner_serve import run_daemon, serve
-from ._runner_target import TargetError, UsageError, build_nexus, build_nexuses, load_target
+from .. import __version__
+from . import _serve
+from ._logging import JsonFormatter, configure_logging
+from ._serve import run_daemon, serve
+from ._target import TargetError, UsageError, build_nexus, build_nexuses, load_target
 
 __all__ = [
     "EXIT_OK",
@@ -53,11 +54,11 @@ __all__ = [
 
 # Bound again here, not merely imported, so that the '#:' comments document them on this page.
 #: Exit code after a graceful stop.
-EXIT_OK = _runner_serve.EXIT_OK
+EXIT_OK = _serve.EXIT_OK
 #: Exit code when the loop died of an error, or building the nexus failed.
-EXIT_FAILED = _runner_serve.EXIT_FAILED
+EXIT_FAILED = _serve.EXIT_FAILED
 #: Exit code for a usage error: bad options, or a target that is not importable or not a nexus.
-EXIT_USAGE = _runner_serve.EXIT_USAGE
+EXIT_USAGE = _serve.EXIT_USAGE
 
 # -- the command line ---------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ import logging
 import sys
 from typing import Any
 
+from ..errors import BadValue
+
 __all__ = ["JsonFormatter", "configure_logging"]
 
 # What every LogRecord has; anything else on a record came in through ``extra=``.
@@ -55,7 +57,7 @@ def configure_logging(*, level: str | int = "INFO", log_format: str = "plain") -
     elif log_format == "plain":
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     else:
-        raise ValueError(f"log_format must be 'plain' or 'json', not {log_format!r}")
+        raise BadValue(f"log_format must be 'plain' or 'json', not {log_format!r}")
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -56,13 +56,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from . import _journal_lock as lock
-from . import _journal_rows as rows
-from . import _journal_sql as sql
-from ._journal_groups import GroupCommitter
-from .codec import EventCodec
-from .errors import BadCall, JournalError
-from .events import Event
+from ..codec import EventCodec
+from ..errors import BadCall, BadType, BadValue, JournalError
+from ..events import Event
+from . import _lock as lock
+from . import _rows as rows
+from . import _sql as sql
+from ._groups import GroupCommitter
 
 __all__ = ["REDELIVERED", "JournalEntry", "SqliteJournal"]
 
@@ -101,8 +101,8 @@ class SqliteJournal:
         :class:`~async_nexus.NamedEvent` classes decides which named events can be replayed.
     :param synchronous: ``"full"`` (survives power cuts) or ``"normal"`` (survives process
         crashes; faster).
-    :raises BadCall: ``synchronous`` is neither.
-    :raises TypeError: ``path`` is not a ``str`` or path-like, or ``codec`` not an
+    :raises BadValue: ``synchronous`` is neither.
+    :raises BadType: ``path`` is not a ``str`` or path-like, or ``codec`` not an
         :class:`~async_nexus.codec.EventCodec`.
     """
 
@@ -115,11 +115,11 @@ class SqliteJournal:
         _max_page_count: int | None = None,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"the journal's path must be a str or a path-like object, not {path!r}")
+            raise BadType(f"the journal's path must be a str or a path-like object, not {path!r}")
         if synchronous not in _SYNCHRONOUS:
-            raise BadCall(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
+            raise BadValue(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
         if codec is not None and not isinstance(codec, EventCodec):
-            raise TypeError(f"codec must be an EventCodec, not {type(codec).__qualname__}")
+            raise BadType(f"codec must be an EventCodec, not {type(codec).__qualname__}")
         self._path = Path(path)
         self._synchronous: str = synchronous
         self._codec = codec if codec is not None else EventCodec()
@@ -206,7 +206,7 @@ class SqliteJournal:
         The event is encoded at once, so a later change to it is not stored.
 
         :param due: for a scheduled event, the wall-clock time (``time.time()``) it is due.
-        :raises TypeError: the codec cannot encode the event (its payload, id, type or headers);
+        :raises BadType: the codec cannot encode the event (its payload, id, type or headers);
             the message says what, and nothing is staged.
         :raises BadCall: the journal is not open.
         """
@@ -214,9 +214,9 @@ class SqliteJournal:
             self._check_open()
         if due is not None:
             if not isinstance(due, (int, float)) or isinstance(due, bool):
-                raise TypeError(f"due must be a time.time() value (a float) or None, not {due!r}")
+                raise BadType(f"due must be a time.time() value (a float) or None, not {due!r}")
             if not math.isfinite(due):
-                raise ValueError(f"due must be a finite time, not {due!r}")
+                raise BadValue(f"due must be a finite time, not {due!r}")
             due = float(due)
         body = rows.body(self._codec, event)
         seq = self._next_seq
@@ -230,12 +230,12 @@ class SqliteJournal:
     def remove(self, seq: int) -> None:
         """Stage the removal of the event stored as ``seq`` (its handling is over).
 
-        :raises ValueError: ``seq`` was never given out by this journal.
+        :raises BadValue: ``seq`` was never given out by this journal.
         """
         if self._state != "open":
             self._check_open()
         if not isinstance(seq, int) or not 0 < seq < self._next_seq:
-            raise ValueError(f"the journal {self._path} never stored seq {seq!r}")
+            raise BadValue(f"the journal {self._path} never stored seq {seq!r}")
         self._groups.delete(seq)
 
     def save_checkpoint(self, name: str, value: str) -> None:
@@ -246,7 +246,7 @@ class SqliteJournal:
         """
         self._check_open()
         if not isinstance(name, str) or not isinstance(value, str):
-            raise TypeError(f"a checkpoint's name and value are strings, not {name!r}: {value!r}")
+            raise BadType(f"a checkpoint's name and value are strings, not {name!r}: {value!r}")
         self._groups.checkpoint(name, value)
         self._checkpoints[name] = value
 
@@ -304,7 +304,7 @@ class SqliteJournal:
                     executor.shutdown(wait=False)
                 self._release()
 
-    def _close_without_loop(self) -> None:
+    def close_without_loop(self) -> None:
         """:meth:`close`, blocking, for a journal no event loop uses (a nexus that never ran).
 
         What is staged (appended before any loop ran) is written in the journal's thread, at

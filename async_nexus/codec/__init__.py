@@ -19,7 +19,7 @@ are sent as lists) and dicts with ``str`` keys, nested freely. Two kinds of obje
 at encode time: dataclass instances (through :func:`dataclasses.asdict`) and objects with a
 ``model_dump()`` method such as pydantic models (through ``model_dump(mode="json")``). Both
 arrive as plain dicts: the receiving side gets data, not instances. Anything else is refused at
-encode time with a :class:`TypeError`.
+encode time with a :class:`~async_nexus.errors.BadType` (a :class:`TypeError`).
 
 Every malformed input to :meth:`EventCodec.decode` raises :class:`~async_nexus.errors.DecodeError`
 (a :class:`ValueError`) saying what was wrong, and nothing else.
@@ -37,9 +37,9 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any, Literal
 
-from ._codec_values import plain_value
-from .errors import DecodeError, NotAnEvent
-from .events import Event, NamedEvent
+from ..errors import BadType, BadValue, DecodeError, NotAnEvent
+from ..events import Event, NamedEvent
+from ._values import plain_value
 
 __all__ = ["WIRE_VERSION", "EventCodec", "decode_event", "encode_event"]
 
@@ -95,7 +95,7 @@ class EventCodec:
         format: Literal["json", "msgpack"] = "json",
     ) -> None:
         if format not in ("json", "msgpack"):
-            raise ValueError(f"format must be 'json' or 'msgpack', not {format!r}")
+            raise BadValue(f"format must be 'json' or 'msgpack', not {format!r}")
         self._format: Literal["json", "msgpack"] = format
         self._msgpack: ModuleType | None = _load_msgpack() if format == "msgpack" else None
         self._registry: dict[str, type[NamedEvent]] = {}
@@ -117,20 +117,26 @@ class EventCodec:
 
         Registering the same class again does nothing.
 
-        :raises TypeError: ``cls`` is not a :class:`~async_nexus.NamedEvent` subclass.
-        :raises ValueError: another class with the same ``event_type`` is already registered.
+        :raises BadType: ``cls`` is not a :class:`~async_nexus.NamedEvent` subclass.
+        :raises BadValue: another class with the same ``event_type`` is already registered.
         """
         if not (isinstance(cls, type) and issubclass(cls, NamedEvent)):
-            raise TypeError(f"only NamedEvent subclasses can be registered, not {cls!r}")
+            raise BadType(f"only NamedEvent subclasses can be registered, not {cls!r}")
         name = cls.event_type
         known = self._registry.get(name)
         if known is not None and known is not cls:
-            raise ValueError(
+            raise BadValue(
                 f"event_type {name!r} is already registered for {known.__module__}.{known.__qualname__}; "
                 f"cannot register {cls.__module__}.{cls.__qualname__} under the same name"
             )
         self._registry[name] = cls
         return cls
+
+    def is_registered(self, cls: type[NamedEvent]) -> bool:
+        """Whether :meth:`decode` rebuilds events of ``cls`` as ``cls``: it is registered here."""
+        if not (isinstance(cls, type) and issubclass(cls, NamedEvent)):
+            return False
+        return self._registry.get(cls.event_type) is cls
 
     # -- encoding -----------------------------------------------------------------------------
 
@@ -140,10 +146,10 @@ class EventCodec:
         Dataclass and ``model_dump()`` payloads are sent as dicts (and decoded as dicts).
 
         :raises NotAnEvent: ``event`` is not an :class:`~async_nexus.Event` (a :class:`TypeError`).
-        :raises TypeError: a field has the wrong type, or the payload holds something that is
+        :raises BadType: a field has the wrong type, or the payload holds something that is
             not a JSON value, a dataclass instance or an object with ``model_dump()``; the message
             names its type and where it is.
-        :raises ValueError: the payload holds a non-finite float, a string that is not valid
+        :raises BadValue: the payload holds a non-finite float, a string that is not valid
             Unicode, is nested too deeply (or circular), or holds an integer MessagePack cannot
             carry.
         """
@@ -153,15 +159,15 @@ class EventCodec:
                 text = _JSON_ENCODER.encode(wire)
                 return text.encode("utf-8")
             except UnicodeEncodeError as exc:
-                raise ValueError(f"event {event.id!r} holds a string that is not valid Unicode") from exc
+                raise BadValue(f"event {event.id!r} holds a string that is not valid Unicode") from exc
             except RecursionError as exc:  # pragma: no cover - _to_wire already bounds depth
-                raise ValueError(f"payload of event {event.id!r} is nested too deeply") from exc
+                raise BadValue(f"payload of event {event.id!r} is nested too deeply") from exc
         try:
             packed: bytes = self._msgpack.packb(wire, use_bin_type=True)
         except UnicodeEncodeError as exc:
-            raise ValueError(f"event {event.id!r} holds a string that is not valid Unicode") from exc
+            raise BadValue(f"event {event.id!r} holds a string that is not valid Unicode") from exc
         except (ValueError, OverflowError) as exc:
-            raise ValueError(f"event {event.id!r} cannot be packed as MessagePack: {exc}") from exc
+            raise BadValue(f"event {event.id!r} cannot be packed as MessagePack: {exc}") from exc
         return packed
 
     def _to_wire(self, event: Event) -> dict[str, Any]:
@@ -170,21 +176,21 @@ class EventCodec:
         named = isinstance(event, NamedEvent)
         event_type: Any = type(event).event_type if isinstance(event, NamedEvent) else event.type
         if not _is_id(event.id):
-            raise TypeError(f"event id must be an int or a str, not {type(event.id).__qualname__}")
+            raise BadType(f"event id must be an int or a str, not {type(event.id).__qualname__}")
         if not _is_id(event_type):
-            raise TypeError(f"event type must be an int or a str, not {type(event_type).__qualname__}")
+            raise BadType(f"event type must be an int or a str, not {type(event_type).__qualname__}")
         priority = event.priority
         if not isinstance(priority, int) or isinstance(priority, bool):
-            raise TypeError(f"event priority must be an int, not {type(priority).__qualname__}")
+            raise BadType(f"event priority must be an int, not {type(priority).__qualname__}")
         headers = event.headers
         if headers is not None:
             if not isinstance(headers, dict):
-                raise TypeError(
+                raise BadType(
                     f"event headers must be a dict[str, str] or None, not {type(headers).__qualname__}"
                 )
             for key, value in headers.items():
                 if not isinstance(key, str) or not isinstance(value, str):
-                    raise TypeError(
+                    raise BadType(
                         f"event headers must be a dict[str, str]; got {type(key).__qualname__} key "
                         f"{key!r} with {type(value).__qualname__} value"
                     )
@@ -193,7 +199,7 @@ class EventCodec:
         try:
             payload = plain_value(event.payload, "payload", limit)
         except RecursionError as exc:
-            raise ValueError(f"payload of event {event.id!r} is nested too deeply or circular") from exc
+            raise BadValue(f"payload of event {event.id!r} is nested too deeply or circular") from exc
         return {
             "v": WIRE_VERSION,
             "id": plain_value(event.id, "id", limit),
