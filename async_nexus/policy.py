@@ -17,7 +17,7 @@ from typing import Any
 
 from .consumers import _describe
 from .dispatch import Dispatcher
-from .errors import BadCall, HandlerTimeout
+from .errors import BadCall, BadType, BadValue, HandlerTimeout
 from .items import ATTEMPT
 
 __all__ = ["Retry", "current_attempt"]
@@ -65,6 +65,10 @@ class Retry:
         (a database that was down) do not all come back at once.
     :param on: the exception class, or tuple of classes, that are retried; any other
         failure is final at once.
+    :raises ~async_nexus.errors.BadValue: (a :class:`ValueError`) ``attempts`` below 1, or
+        a negative ``backoff`` or ``max_backoff``.
+    :raises ~async_nexus.errors.BadType: (a :class:`TypeError`) ``on`` is not an exception
+        class or a tuple of them.
 
     >>> Retry(attempts=4, backoff=1.0, jitter=False).delay(3)
     4.0
@@ -78,17 +82,17 @@ class Retry:
 
     def __post_init__(self) -> None:
         if not isinstance(self.attempts, int) or isinstance(self.attempts, bool) or self.attempts < 1:
-            raise ValueError(
+            raise BadValue(
                 "Retry(attempts=) counts every call, the first one included: an int >= 1, "
                 f"got {self.attempts!r}"
             )
         for name in ("backoff", "max_backoff"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-                raise ValueError(f"Retry({name}=) is a number of seconds >= 0, got {value!r}")
+                raise BadValue(f"Retry({name}=) is a number of seconds >= 0, got {value!r}")
         classes = self.on if isinstance(self.on, tuple) else (self.on,)
         if not classes or not all(isinstance(c, type) and issubclass(c, Exception) for c in classes):
-            raise TypeError(
+            raise BadType(
                 f"Retry(on=) takes an exception class or a tuple of them (subclasses of Exception), "
                 f"got {self.on!r}"
             )

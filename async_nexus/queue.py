@@ -18,7 +18,7 @@ import heapq
 from collections import deque
 from typing import Any
 
-from .errors import QueueFull
+from .errors import BadValue, QueueFull
 
 __all__ = ["HANDOFF", "EventQueue"]
 
@@ -34,6 +34,9 @@ class EventQueue:
 
     ``maxsize=0`` means unbounded. :meth:`put_forced` admits past the bound; the nexus
     uses it for secondary events, so a handler can never deadlock the loop that runs it.
+
+    :raises ~async_nexus.errors.BadValue: (a :class:`ValueError`) ``maxsize`` is not an
+        int >= 0.
     """
 
     __slots__ = (
@@ -51,7 +54,7 @@ class EventQueue:
 
     def __init__(self, maxsize: int = 0) -> None:
         if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 0:
-            raise ValueError(f"maxsize must be an int >= 0 (0 = unbounded), got {maxsize!r}")
+            raise BadValue(f"maxsize must be an int >= 0 (0 = unbounded), got {maxsize!r}")
         self.maxsize = maxsize
         #: One FIFO per priority.
         self.buckets: dict[int, deque[Any]] = {}
