@@ -103,9 +103,6 @@ class RedisStreamReceiver(EventProducer):
     :param close_timeout: how long :meth:`close` keeps trying to acknowledge and answer.
     :param stuck_after: seconds an entry may be held before it is reported; ``None``: never.
     :param redis_options: passed to ``redis.asyncio.from_url``.
-    :raises BadValue: (a :class:`ValueError`) a count or a time that is not a positive number.
-    :raises BadCall: an empty stream, group or consumer name, or redis-py options the
-        transport cannot work with.
     """
 
     def __init__(
