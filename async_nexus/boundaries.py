@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,8 @@ from .events import Event, EventFactory
 from .sources import EventProducer
 
 __all__ = ["AsyncEventBoundary"]
+
+_logger = logging.getLogger("async_nexus")
 
 # An event that crossed, with where the answers go if it is a request.
 _Crossing = tuple[Event, Callable[[Event], object] | None]
@@ -31,7 +34,11 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
     is full, the sending nexus's handler waits, so a slow domain slows the one that feeds it
     instead of growing memory.
     Events are forwarded while the receiving nexus runs; at its graceful stop whatever is
-    still in the boundary is handed over and dispatched there.
+    still in the boundary is handed over and dispatched there. Events that can no longer
+    cross are never dropped in silence: one refused by :meth:`handle` raises into the
+    sending nexus (its error hook sees it), and what the boundary held when no receiving
+    nexus would take it any more (a hard stop, a receiver gone) is logged as an error on
+    the ``async_nexus`` logger, with how many events were lost.
 
     A request (:meth:`AsyncEventNexus.request`) crosses with its way back: the event that
     a handler on the receiving side returns for it is the answer the sender gets. A
@@ -65,7 +72,7 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
             self._hand_over([crossing])
             return
         await self._queue.put(crossing)
-        if self._stopping:  # room came from the hand-over itself: follow the others
+        if self._stopping or self._closed:  # room came from the hand-over or the close
             self._hand_over([])
 
     def qsize(self) -> int:
@@ -109,9 +116,23 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
         more = f" (and {count - 1} more)" if count > 1 else ""
         return LoopStopped(
             f"event {event.id!r} of type {event.type!r}{more} cannot cross: the receiving nexus "
-            "of this boundary has stopped"
+            "of this boundary has stopped. Stop the sending nexus first (run_all() and "
+            "NexusGroup stop the nexuses in reverse order: list the receiving one first)"
         )
 
+    def _log_lost(self, exc: LoopStopped) -> None:
+        _logger.error("async_nexus: %s: events were lost: %s", self.name, exc)
+
     def close(self) -> None:
-        """Called by the receiving nexus once it stopped: refuse further events."""
+        """Called by the receiving nexus once it stopped: refuse further events.
+
+        Events still held (the receiving nexus was cancelled, a hard stop, before it took
+        them) are lost: they are logged as an error with their number, never dropped in
+        silence, and senders waiting for room are woken to be refused.
+        """
         self._closed = True
+        left: list[_Crossing] = []
+        while not self._queue.empty():
+            left.append(self._queue.get_nowait())
+        if left:
+            self._log_lost(self._gone(left[0][0], len(left)))

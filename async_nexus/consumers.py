@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Awaitable, Coroutine
 from typing import Any, Callable, Union
 
-from .errors import FanoutFailed, MisconfiguredEventConsumer
+from .errors import FanoutFailed, MisconfiguredEventConsumer, NotRegistered
 from .events import Event
 from .sources import EventSource
 
@@ -155,6 +155,14 @@ def create_handler_coro(handler: HandlerLike, event: Event, queue: Any) -> Corou
     return call()
 
 
+class _NotInFanout(NotRegistered, ValueError):
+    """``EventFanout.deregister()`` of a handler it does not hold.
+
+    A :class:`NotRegistered` like every removal of something not registered, and still the
+    :class:`ValueError` it was before (``list.remove``'s), so older ``except`` clauses hold.
+    """
+
+
 class EventFanout(EventConsumer):
     """A handler that hands each event to every handler registered with it, in order.
 
@@ -176,10 +184,14 @@ class EventFanout(EventConsumer):
         self._calls = tuple((f, a) for _, f, a in self._handlers)
 
     def deregister(self, handler: HandlerLike) -> None:
-        """Remove ``handler``; :class:`ValueError` if it was not registered."""
+        """Remove ``handler``.
+
+        :raises NotRegistered: ``handler`` is not registered with this fanout; it is also a
+            :class:`ValueError`, which is what this raised before.
+        """
         index = index_of(self._handlers, handler)
         if index < 0:
-            raise ValueError(f"{describe(handler)} is not registered with this fanout")
+            raise _NotInFanout(f"{describe(handler)} is not registered with this fanout")
         del self._handlers[index]
         self._calls = tuple((f, a) for _, f, a in self._handlers)
 

@@ -32,7 +32,7 @@ import logging
 from collections.abc import Sequence
 
 from ._tasks import stop_on_signals
-from .errors import BadCall, LoopAlreadyStarted, LoopStopped
+from .errors import BadCall, BadType, BadValue, LoopAlreadyStarted, LoopStopped
 from .nexus import AsyncEventNexus, NexusState
 
 __all__ = ["NexusGroup", "run_all"]
@@ -61,22 +61,22 @@ class NexusGroup:
     done 1
     done 2
 
-    :raises TypeError: something given is not an :class:`~async_nexus.AsyncEventNexus`.
-    :raises ValueError: no nexus, a nexus given twice, or names that do not fit.
+    :raises BadType: (a :class:`TypeError`) something given is not an :class:`~async_nexus.AsyncEventNexus`.
+    :raises BadValue: (a :class:`ValueError`) no nexus, a nexus given twice, or names that do not fit.
     """
 
     def __init__(self, *nexuses: AsyncEventNexus, names: Sequence[str] | None = None) -> None:
         if not nexuses:
-            raise ValueError("a NexusGroup needs at least one nexus")
+            raise BadValue("a NexusGroup needs at least one nexus")
         for nexus in nexuses:
             if not isinstance(nexus, AsyncEventNexus):
-                raise TypeError(f"a NexusGroup runs AsyncEventNexus objects, got {type(nexus).__qualname__}")
+                raise BadType(f"a NexusGroup runs AsyncEventNexus objects, got {type(nexus).__qualname__}")
         if len({id(nexus) for nexus in nexuses}) != len(nexuses):
-            raise ValueError("a nexus is given twice; give each nexus once")
+            raise BadValue("a nexus is given twice; give each nexus once")
         if names is None:
             names = [str(position) for position in range(1, len(nexuses) + 1)]
         if isinstance(names, str) or len(names) != len(nexuses) or len(set(names)) != len(names):
-            raise ValueError(f"give {len(nexuses)} different names, one for each nexus, not {names!r}")
+            raise BadValue(f"give {len(nexuses)} different names, one for each nexus, not {names!r}")
         #: The nexuses, in the order given: the order they start in.
         self.nexuses: tuple[AsyncEventNexus, ...] = tuple(nexuses)
         #: Their names, in the same order.

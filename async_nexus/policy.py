@@ -32,6 +32,10 @@ class Retry:
         (a database that was down) do not all come back at once.
     :param on: the exception class, or tuple of classes, that are retried; any other
         failure is final at once.
+    :raises ~async_nexus.errors.BadValue: (a :class:`ValueError`) ``attempts`` below 1, or
+        a negative ``backoff`` or ``max_backoff``.
+    :raises ~async_nexus.errors.BadType: (a :class:`TypeError`) ``on`` is not an exception
+        class or a tuple of them.
 
     >>> Retry(attempts=4, backoff=1.0, jitter=False).delay(3)
     4.0

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Union, overload
 
 from .consumers import EventConsumer, HandlerLike, as_callable
-from .errors import LoopStopped
+from .errors import BadType, LoopStopped
 from .events import Event
 from .nexus import AsyncEventNexus, NexusState
 
@@ -178,9 +178,11 @@ class Recorder(EventConsumer):
 
         :raises TimeoutError: not within ``timeout`` seconds; the message says what was
             awaited and which events arrived.
+        :raises ~async_nexus.errors.BadType: (a :class:`TypeError`) ``condition`` is
+            neither a number nor a callable.
         """
         if isinstance(condition, bool) or not (isinstance(condition, int) or callable(condition)):
-            raise TypeError(f"wait_for() takes a number of events or a predicate f(event), got {condition!r}")
+            raise BadType(f"wait_for() takes a number of events or a predicate f(event), got {condition!r}")
         met, value = self._check(condition)
         if met:
             return value

@@ -6,6 +6,7 @@ import asyncio
 import enum
 from typing import Any, ClassVar
 
+from .errors import BadValue
 from .events import Event, EventFactory, EventType, NamedEvent
 from .sources import EventProducer
 
@@ -38,6 +39,10 @@ class Timer(EventProducer):
     The attributes 1.0 had are kept as read-only compatibility aliases, with 1.0's meaning:
     the payloads are ``starting_value + direction_value``, ``starting_value + 2 *
     direction_value``, … up to and including ``ending_value``.
+
+    :raises ~async_nexus.errors.BadValue: (a :class:`ValueError`) ``interval`` is not a
+        positive number, ``type`` is not one of the four, or a counting timer has no
+        ``count`` >= 1.
     """
 
     COUNT_UP: ClassVar[TimerType] = TimerType.COUNT_UP
@@ -57,13 +62,13 @@ class Timer(EventProducer):
     ) -> None:
         super().__init__(event_factory)
         if not isinstance(interval, (int, float)) or isinstance(interval, bool) or interval <= 0:
-            raise ValueError(f"Timer interval must be a positive number of seconds, got {interval!r}")
+            raise BadValue(f"Timer interval must be a positive number of seconds, got {interval!r}")
         if not isinstance(type, TimerType):
-            raise ValueError(
+            raise BadValue(
                 f"Timer type must be Timer.COUNT_UP, COUNT_DOWN, ONGOING or ONE_SHOT, got {type!r}"
             )
         if type in (TimerType.COUNT_UP, TimerType.COUNT_DOWN) and (not isinstance(count, int) or count < 1):
-            raise ValueError(f"a {type.name} timer needs count >= 1 (how many times it fires), got {count!r}")
+            raise BadValue(f"a {type.name} timer needs count >= 1 (how many times it fires), got {count!r}")
         self.interval = float(interval)
         self.event_type = event_type
         self.type = type

@@ -25,6 +25,8 @@ import threading
 import time
 from types import FrameType
 
+from .errors import BadValue
+
 # Internal: configured through AsyncEventNexus(slow_callback_warning=...).
 __all__: list[str] = []
 
@@ -39,11 +41,11 @@ _MACHINERY = (
 
 
 def check_threshold(seconds: float | None) -> float | None:
-    """Return ``seconds`` as a float, or raise :class:`ValueError` if it is no threshold."""
+    """Return ``seconds`` as a float, or raise :class:`~async_nexus.errors.BadValue` if it is no threshold."""
     if seconds is None:
         return None
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
-        raise ValueError(
+        raise BadValue(
             f"slow_callback_warning is a number of seconds > 0, or None for no warning; got {seconds!r}"
         )
     return float(seconds)

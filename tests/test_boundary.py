@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from support import Collector
 
 from async_nexus import AsyncEventBoundary, AsyncEventNexus, Event
+from async_nexus.errors import LoopStopped
 
 
 async def test_events_cross_in_order() -> None:
@@ -195,3 +199,59 @@ async def test_no_event_lost_when_receiver_stops_while_sender_waits() -> None:
         ta.cancel()
     # every event A handed to the boundary was either dispatched in B or refused visibly
     assert sorted(received + refused) == [0, 1, 2]
+
+
+class _StoppedReceiver:
+    """A receiving side, through the port sources use, that has stopped taking events."""
+
+    def _accept_forced(self, event: Event, reply: Any = None, source: Any = None) -> None:
+        raise LoopStopped("event refused: the nexus is STOPPED")
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5) -> None:
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def test_crossings_no_nexus_takes_at_stop_are_reported_not_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    receiver = _StoppedReceiver()
+    boundary = AsyncEventBoundary()
+    boundary.register_nexus(receiver)  # type: ignore[arg-type]
+    for i in range(3):
+        await boundary.handle(Event(i, 42), None)
+    with caplog.at_level(logging.ERROR, logger="async_nexus"):
+        boundary._on_stop()  # what a stopping nexus calls
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "event 0 of type 42 (and 2 more) cannot cross" in errors[0]
+    assert "Stop the sending nexus first" in errors[0]
+
+
+async def test_crossings_held_at_a_hard_stop_are_reported(caplog: pytest.LogCaptureFixture) -> None:
+    receiver = AsyncEventNexus(maxsize=1)
+    release = asyncio.Event()
+
+    async def blocked(event: Event, queue: Any) -> None:
+        await release.wait()
+
+    receiver.add_handler(42, blocked)
+    boundary = AsyncEventBoundary()
+    receiver.add_producer(boundary)
+    task = receiver.start()
+    for i in range(6):
+        await boundary.handle(Event(i, 42), None)
+    # One event is handled, one queued, one held by the forwarding task: three stay behind.
+    await wait_until(lambda: receiver.stats()["queued"] == 1 and boundary.qsize() == 3)
+    with caplog.at_level(logging.ERROR, logger="async_nexus"):
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    lost = [r.getMessage() for r in caplog.records if "events were lost" in r.getMessage()]
+    assert len(lost) == 1, [r.getMessage() for r in caplog.records]
+    assert "event 3 of type 42 (and 2 more) cannot cross" in lost[0]
+    assert boundary.qsize() == 0

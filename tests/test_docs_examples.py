@@ -145,23 +145,35 @@ def test_every_example_program_is_tested_here() -> None:
     assert {path.name for path in EXAMPLES.glob("*.py")} == tested
 
 
-def test_readme_first_example_runs(tmp_path: Path) -> None:
-    import re
-    import subprocess
-
-    readme = (EXAMPLES.parent.parent / "README.rst").read_text()
-    block = readme.split("A first example\n===============\n", 1)[1].split(".. code-block:: python\n", 1)[1]
+def indented_block(text: str, after: str) -> str:
+    """The indented block that follows the first line ``after`` in ``text``, unindented."""
+    block = text.split(after, 1)[1]
     lines = []
     for line in block.splitlines()[1:]:
         if line and not line.startswith("    "):
             break
         lines.append(line[4:])
-    program = tmp_path / "first.py"
-    program.write_text("\n".join(lines))
-    done = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=30)
+    return "\n".join(lines).strip("\n") + "\n"
+
+
+def test_readme_and_the_docs_open_with_one_first_example(tmp_path: Path) -> None:
+    """The README's first example is the landing page's (which the doctest build checks), and runs."""
+    import subprocess
+
+    root = EXAMPLES.parent.parent
+    readme = (root / "README.rst").read_text().split("A first example\n===============\n", 1)[1]
+    index = (root / "docs" / "index.rst").read_text().split("A first example\n---------------\n", 1)[1]
+    program = indented_block(readme, ".. code-block:: python\n")
+    assert program == indented_block(index, ".. testcode::\n")
+    printed = indented_block(readme, "It prints::\n")
+    assert printed == indented_block(index, ".. testoutput::\n")
+    path = tmp_path / "first.py"
+    path.write_text(program)
+    # The package of this tree, not whichever one the environment has installed.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=30, env=env)
     assert done.returncode == 0, done.stderr
-    assert "teapot: 1001 TEAPOT!" in done.stdout
-    assert re.findall(r"type=98, priority=0, payload=(\d)", done.stdout) == ["3", "2", "1"]
+    assert done.stdout == printed
 
 
 def test_the_data_flow_picture_is_drawn_from_its_source() -> None:
@@ -172,3 +184,59 @@ def test_the_data_flow_picture_is_drawn_from_its_source() -> None:
     command = [sys.executable, str(script), "--check"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+#: The widest line a code or literal block of the docs may have: what the theme shows
+#: without scrolling sideways.
+BLOCK_WIDTH = 88
+#: Directives whose body is shown as code.
+CODE_DIRECTIVES = {"code-block", "code", "sourcecode", "testcode", "testoutput", "doctest", "parsed-literal"}
+
+
+def block_lines(text: str) -> list[tuple[int, str]]:
+    """``(line number, line)`` for each line of the code and literal blocks of a page, unindented."""
+    import re
+
+    lines = text.splitlines()
+    found: list[tuple[int, str]] = []
+    number = 0
+    while number < len(lines):
+        stripped = lines[number].strip()
+        directive = re.match(r"\.\.\s+([\w-]+)::", stripped)
+        if directive:
+            is_code = directive.group(1) in CODE_DIRECTIVES
+        else:  # a paragraph ending in "::" introduces a literal block; comments do not
+            is_code = stripped.endswith("::") and not stripped.startswith("..")
+        indent = len(lines[number]) - len(lines[number].lstrip())
+        body: list[tuple[int, str]] = []
+        following = number + 1
+        while following < len(lines) and (
+            not lines[following].strip() or len(lines[following]) - len(lines[following].lstrip()) > indent
+        ):
+            body.append((following + 1, lines[following]))
+            following += 1
+        if not is_code:
+            number += 1
+            continue
+        content = [(n, line) for n, line in body if line.strip() and not re.match(r"\s*:[\w-]+:", line)]
+        if content:
+            base = min(len(line) - len(line.lstrip()) for _, line in content)
+            found += [(n, line[base:]) for n, line in content]
+        number = following
+    return found
+
+
+def test_block_lines_are_found() -> None:
+    page = "Text::\n\n    short\n    " + "x" * 100 + "\n\n.. note::\n\n   " + "y" * 100 + "\n"
+    assert [len(line) for _, line in block_lines(page)] == [5, 100]
+
+
+def test_no_code_or_literal_block_line_of_the_docs_is_wider_than_the_page() -> None:
+    """Examples and their output fit the page: nothing to scroll sideways."""
+    too_wide = [
+        f"{path.relative_to(EXAMPLES.parent)}:{number}: {len(line)} characters"
+        for path in sorted(EXAMPLES.parent.glob("**/*.rst"))
+        for number, line in block_lines(path.read_text())
+        if len(line) > BLOCK_WIDTH
+    ]
+    assert not too_wide, f"lines over {BLOCK_WIDTH} characters (wrap them):\n" + "\n".join(too_wide)

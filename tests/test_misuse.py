@@ -1,86 +1,127 @@
-"""Misuse of the journal, the runner, the codec and the ZeroMQ transport is a BadCall that is
-also the builtin a caller may catch (TypeError, ValueError); data from outside stays DecodeError."""
+"""Every misuse is a BadCall, and also the builtin exception the call raised before.
+
+Each case calls one public entry wrongly and checks both classes, so code written as
+``except BadCall`` and code written as ``except ValueError`` (or ``TypeError``,
+``LookupError``) both keep catching it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import zmq
-import zmq.asyncio
 
-from async_nexus import Event
-from async_nexus.codec import EventCodec
-from async_nexus.errors import BadCall, BadType, BadValue, DecodeError
-from async_nexus.journal import SqliteJournal
-from async_nexus.runner import configure_logging
-from async_nexus.transports.zmq import ZmqEventReceiver, ZmqEventSender
+from async_nexus import AsyncEventNexus, EventFanout, NexusGroup, Retry, Timer, errors
+from async_nexus._core.queue import EventQueue
+from async_nexus.testing import Recorder
 
 
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[SqliteJournal]:
-    opened = SqliteJournal(tmp_path / "events.db")
-    opened.open()
-    yield opened
-    opened.close_without_loop()
+def handler(event: Any, queue: Any) -> None:
+    return None
 
 
-@pytest.fixture
-def context() -> Iterator[zmq.asyncio.Context]:
-    made = zmq.asyncio.Context()
-    yield made
-    made.destroy(linger=0)
+def other(event: Any, queue: Any) -> None:
+    return None
 
 
-def _closed_pull(context: zmq.asyncio.Context) -> zmq.asyncio.Socket:
-    socket = context.socket(zmq.PULL)
-    socket.close()
-    return socket
+def second_handler_for_a_type() -> None:
+    nexus = AsyncEventNexus()
+    nexus.add_handler(1, handler)
+    nexus.add_handler(1, other)
 
 
-TYPE_MISUSES: dict[str, Callable[..., Any]] = {
-    "journal path": lambda **_: SqliteJournal(42),  # type: ignore[arg-type]
-    "journal codec": lambda tmp_path, **_: SqliteJournal(tmp_path / "j.db", codec="json"),  # type: ignore[arg-type]
-    "journal due": lambda journal, **_: journal.append(Event(1, "t"), due="soon"),
-    "checkpoint value": lambda journal, **_: journal.save_checkpoint("tail", 3),
-    "payload": lambda **_: EventCodec().encode(Event(1, "t", 0, object())),
-    "codec registration": lambda **_: EventCodec().register(Event),
-    "receiver socket": lambda **_: ZmqEventReceiver("tcp://127.0.0.1:5555"),  # type: ignore[arg-type]
-    "sender topic": lambda context, **_: ZmqEventSender(context.socket(zmq.PUSH), topic=7),  # type: ignore[arg-type]
-}
-
-VALUE_MISUSES: dict[str, Callable[..., Any]] = {
-    "journal synchronous": lambda tmp_path, **_: SqliteJournal(tmp_path / "j.db", synchronous="off"),  # type: ignore[arg-type]
-    "journal due": lambda journal, **_: journal.append(Event(1, "t"), due=float("nan")),
-    "journal seq": lambda journal, **_: journal.remove(99),
-    "payload": lambda **_: EventCodec().encode(Event(1, "t", 0, float("inf"))),
-    "codec format": lambda **_: EventCodec(format="xml"),  # type: ignore[arg-type]
-    "log format": lambda **_: configure_logging(log_format="yaml"),  # type: ignore[arg-type]
-    "receiver socket": lambda context, **_: ZmqEventReceiver(_closed_pull(context)),
-}
+def remove_unregistered_handler() -> None:
+    nexus = AsyncEventNexus()
+    nexus.add_handler(1, handler)
+    nexus.remove_handler(1, other)
 
 
-@pytest.mark.parametrize("what", list(TYPE_MISUSES))
-def test_a_wrong_type_is_a_bad_call_and_a_type_error(
-    what: str, tmp_path: Path, journal: SqliteJournal, context: zmq.asyncio.Context
+def remove_unregistered_filter() -> None:
+    AsyncEventNexus().remove_filter(handler)
+
+
+def deregister_from_fanout() -> None:
+    fanout = EventFanout()
+    fanout.register(handler)
+    fanout.deregister(other)
+
+
+def wait_for_nonsense() -> None:
+    asyncio.run(Recorder().wait_for("three"))  # type: ignore[call-overload]
+
+
+CASES: list[tuple[str, Callable[[], object], type[errors.BadCall], type[Exception]]] = [
+    ("second handler", second_handler_for_a_type, errors.AlreadyRegistered, LookupError),
+    ("remove_handler", remove_unregistered_handler, errors.NotRegistered, LookupError),
+    ("remove_filter", remove_unregistered_filter, errors.NotRegistered, LookupError),
+    ("fanout.deregister", deregister_from_fanout, errors.NotRegistered, ValueError),
+    ("Timer interval", lambda: Timer(0, event_type=1), errors.BadValue, ValueError),
+    ("Timer type", lambda: Timer(1, event_type=1, type="often"), errors.BadValue, ValueError),  # type: ignore[arg-type]
+    (
+        "Timer count",
+        lambda: Timer(1, event_type=1, type=Timer.COUNT_UP, count=0),
+        errors.BadValue,
+        ValueError,
+    ),
+    ("Retry attempts", lambda: Retry(attempts=0), errors.BadValue, ValueError),
+    ("Retry backoff", lambda: Retry(backoff=-1), errors.BadValue, ValueError),
+    ("Retry max_backoff", lambda: Retry(max_backoff=-1), errors.BadValue, ValueError),
+    ("Retry on", lambda: Retry(on=3), errors.BadType, TypeError),  # type: ignore[arg-type]
+    ("queue maxsize", lambda: EventQueue(-1), errors.BadValue, ValueError),
+    ("nexus maxsize", lambda: AsyncEventNexus(maxsize=-1), errors.BadValue, ValueError),
+    (
+        "slow_callback_warning",
+        lambda: AsyncEventNexus(slow_callback_warning=0),
+        errors.BadValue,
+        ValueError,
+    ),
+    ("NexusGroup empty", lambda: NexusGroup(), errors.BadValue, ValueError),
+    ("NexusGroup not a nexus", lambda: NexusGroup(object()), errors.BadType, TypeError),  # type: ignore[arg-type]
+    ("wait_for", wait_for_nonsense, errors.BadType, TypeError),
+]
+
+
+def nexus_given_twice() -> None:
+    nexus = AsyncEventNexus()
+    NexusGroup(nexus, nexus)
+
+
+def names_that_do_not_fit() -> None:
+    NexusGroup(AsyncEventNexus(), AsyncEventNexus(), names=["same", "same"])
+
+
+CASES += [
+    ("NexusGroup twice", nexus_given_twice, errors.BadValue, ValueError),
+    ("NexusGroup names", names_that_do_not_fit, errors.BadValue, ValueError),
+]
+
+
+@pytest.mark.parametrize(("call", "expected", "builtin"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_misuse_is_a_badcall_and_the_old_builtin(
+    call: Callable[[], object], expected: type[errors.BadCall], builtin: type[Exception]
 ) -> None:
-    with pytest.raises(BadType) as info:
-        TYPE_MISUSES[what](tmp_path=tmp_path, journal=journal, context=context)
-    assert isinstance(info.value, BadCall) and isinstance(info.value, TypeError)
+    with pytest.raises(expected) as info:
+        call()
+    assert isinstance(info.value, errors.BadCall)
+    assert isinstance(info.value, builtin)
+    assert str(info.value)  # says what was wrong
 
 
-@pytest.mark.parametrize("what", list(VALUE_MISUSES))
-def test_a_wrong_value_is_a_bad_call_and_a_value_error(
-    what: str, tmp_path: Path, journal: SqliteJournal, context: zmq.asyncio.Context
-) -> None:
-    with pytest.raises(BadValue) as info:
-        VALUE_MISUSES[what](tmp_path=tmp_path, journal=journal, context=context)
-    assert isinstance(info.value, BadCall) and isinstance(info.value, ValueError)
+def test_redis_sizes_are_bad_values() -> None:
+    redis_transport = pytest.importorskip("async_nexus.transports.redis")
+    for wrong in (
+        lambda: redis_transport.RedisStreamSender("redis://localhost", "s", batch_size=0),
+        lambda: redis_transport.RedisStreamSender("redis://localhost", "s", buffer_size=2.5),
+        lambda: redis_transport.RedisStreamReceiver("redis://localhost", "s", group="g", max_in_flight=-1),
+    ):
+        with pytest.raises(errors.BadValue) as info:
+            wrong()
+        assert isinstance(info.value, errors.BadCall)
+        assert isinstance(info.value, ValueError)
 
 
-def test_malformed_data_from_outside_is_a_decode_error_not_a_bad_call() -> None:
-    with pytest.raises(DecodeError) as info:
-        EventCodec().decode(b'{"v": 1, "id": 1}')
-    assert not isinstance(info.value, BadCall)
+def test_already_registered_says_what_to_do() -> None:
+    with pytest.raises(errors.AlreadyRegistered, match="multiple=True"):
+        second_handler_for_a_type()

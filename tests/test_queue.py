@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from async_nexus import AsyncEventNexus, Event
-from async_nexus.errors import QueueFull
 from async_nexus._core.queue import HANDOFF, EventQueue
+from async_nexus.errors import QueueFull
 
 WAIT = 10
 

@@ -34,6 +34,9 @@ class EventQueue:
 
     ``maxsize=0`` means unbounded. :meth:`put_forced` admits past the bound; the nexus
     uses it for secondary events, so a handler can never deadlock the loop that runs it.
+
+    :raises ~async_nexus.errors.BadValue: (a :class:`ValueError`) ``maxsize`` is not an
+        int >= 0.
     """
 
     __slots__ = (

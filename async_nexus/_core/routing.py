@@ -14,7 +14,7 @@ import fnmatch
 from typing import Any, Callable, Union
 
 from ..consumers import as_callable, describe, index_of
-from ..errors import BadCall
+from ..errors import AlreadyRegistered, BadCall, NotRegistered
 from ..events import NamedEvent
 
 __all__ = ["DEFAULT", "Handlers", "Route", "Router", "TypeSpec"]
@@ -195,7 +195,7 @@ class Router:
         entries = self._slot(kind, key, create=True)
         assert entries is not None
         if entries and not self.multiple:
-            raise LookupError(
+            raise AlreadyRegistered(
                 f"a handler for event type {spec!r} is already registered "
                 f"({describe(entries[0][0])}); create the nexus with multiple=True to run "
                 "several handlers for one type, or register an EventFanout"
@@ -204,12 +204,12 @@ class Router:
         self._resolve_again()
 
     def remove_handler(self, spec: object, handler: object) -> None:
-        """Remove ``handler`` registered for ``spec``; :class:`LookupError` if it is not."""
+        """Remove ``handler`` registered for ``spec``; :class:`NotRegistered` if it is not."""
         kind, key = self.normalise(spec)
         entries = self._slot(kind, key, create=False) or []
         index = index_of(entries, handler)
         if index < 0:
-            raise LookupError(f"{describe(handler)} is not registered for event type {spec!r}")
+            raise NotRegistered(f"{describe(handler)} is not registered for event type {spec!r}")
         del entries[index]
         if not entries:
             if kind == "exact":
@@ -227,10 +227,10 @@ class Router:
         self.filters = tuple((f, a) for _, f, a in self._filters)
 
     def remove_filter(self, filter: object) -> None:
-        """Remove ``filter``; :class:`LookupError` if it is not registered."""
+        """Remove ``filter``; :class:`NotRegistered` if it is not registered."""
         index = index_of(self._filters, filter)
         if index < 0:
-            raise LookupError(f"{describe(filter)} is not a registered filter")
+            raise NotRegistered(f"{describe(filter)} is not a registered filter")
         del self._filters[index]
         self.filters = tuple((f, a) for _, f, a in self._filters)
 

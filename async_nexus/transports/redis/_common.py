@@ -16,7 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from ...errors import BadCall
+from ...errors import BadCall, BadValue
 
 logger = logging.getLogger("async_nexus.redis")
 
@@ -68,9 +68,9 @@ def check_name(what: str, value: object) -> None:
 
 def check_positive(name: str, value: float, *, integer: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+        raise BadValue(f"{name} must be a positive number, got {value!r}")
     if integer and not isinstance(value, int):
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise BadValue(f"{name} must be a positive int, got {value!r}")
 
 
 async def stop_tasks(*tasks: asyncio.Task[Any] | None) -> None:

@@ -47,6 +47,8 @@ class RedisStreamSender(EventConsumer):
     :param close_timeout: how long :meth:`close` keeps trying to write what is buffered.
     :param redis_options: passed to ``redis.asyncio.from_url`` (``password=``,
         ``ssl_ca_certs=``, ``socket_timeout=``, ...).
+    :raises BadValue: (a :class:`ValueError`) a size or a delay that is not a positive number.
+    :raises BadCall: an empty stream name, or redis-py options the transport cannot work with.
     """
 
     def __init__(
