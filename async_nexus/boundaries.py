@@ -36,9 +36,10 @@ class AsyncEventBoundary(EventConsumer, EventProducer):
     Events are forwarded while the receiving nexus runs; at its graceful stop whatever is
     still in the boundary is handed over and dispatched there. Events that can no longer
     cross are never dropped in silence: one refused by :meth:`handle` raises into the
-    sending nexus (its error hook sees it), and what the boundary held when no receiving
-    nexus would take it any more (a hard stop, a receiver gone) is logged as an error on
-    the ``async_nexus`` logger, with how many events were lost.
+    sending nexus (its error hook sees it); what the boundary holds when the receiving
+    nexus stops and no longer takes it reaches that nexus's error hook, with how many
+    events were lost; and what it held at a hard stop of the receiver is logged as an
+    error on the ``async_nexus`` logger.
 
     A request (:meth:`AsyncEventNexus.request`) crosses with its way back: the event that
     a handler on the receiving side returns for it is the answer the sender gets. A

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from support import Collector
 
-from async_nexus import AsyncEventBoundary, AsyncEventNexus, Event
+from async_nexus import AsyncEventBoundary, AsyncEventNexus, Event, EventProducer
 from async_nexus.errors import LoopStopped
 
 
@@ -204,7 +204,9 @@ async def test_no_event_lost_when_receiver_stops_while_sender_waits() -> None:
 class _StoppedReceiver:
     """A receiving side, through the port sources use, that has stopped taking events."""
 
-    def _accept_forced(self, event: Event, reply: Any = None, source: Any = None) -> None:
+    nexus = object()
+
+    def deliver_now(self, event: Event, source: Any = None, *, reply: Any = None) -> None:
         raise LoopStopped("event refused: the nexus is STOPPED")
 
 
@@ -224,12 +226,27 @@ async def test_crossings_no_nexus_takes_at_stop_are_reported_not_dropped(
     boundary.register_nexus(receiver)  # type: ignore[arg-type]
     for i in range(3):
         await boundary.handle(Event(i, 42), None)
-    with caplog.at_level(logging.ERROR, logger="async_nexus"):
-        boundary._on_stop()  # what a stopping nexus calls
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1, errors
-    assert "event 0 of type 42 (and 2 more) cannot cross" in errors[0]
-    assert "Stop the sending nexus first" in errors[0]
+    with pytest.raises(LoopStopped) as refused:
+        boundary.on_stopping()  # what a stopping nexus calls, and reports what it raises
+    assert "event 0 of type 42 (and 2 more) cannot cross" in str(refused.value)
+    assert "Stop the sending nexus first" in str(refused.value)
+
+
+async def test_a_stopping_nexus_reports_what_a_producer_could_not_hand_over() -> None:
+    class Holding(EventProducer):
+        def on_stopping(self) -> None:
+            raise LoopStopped("3 events cannot cross")
+
+    nexus = AsyncEventNexus()
+    reported: list[tuple[BaseException, Any]] = []
+    nexus.on_error(lambda exc, subject: reported.append((exc, subject)))
+    producer = Holding()
+    nexus.add_producer(producer)
+    task = nexus.start()
+    await asyncio.sleep(0)
+    nexus.stop()
+    await asyncio.wait_for(task, 5)
+    assert [(str(exc), subject) for exc, subject in reported] == [("3 events cannot cross", producer)]
 
 
 async def test_crossings_held_at_a_hard_stop_are_reported(caplog: pytest.LogCaptureFixture) -> None:
