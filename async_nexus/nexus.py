@@ -177,7 +177,7 @@ class AsyncEventNexus(EventFactory):
     def yield_every(self, seconds: float) -> None:
         if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not seconds > 0:
             raise BadValue(f"yield_every must be a number of seconds > 0, got {seconds!r}")
-        self._dispatcher.yield_every = float(seconds)
+        self._dispatcher.yield_after(float(seconds))
 
     @property
     def fail_fast(self) -> bool:
@@ -186,7 +186,7 @@ class AsyncEventNexus(EventFactory):
 
     @fail_fast.setter
     def fail_fast(self, value: bool) -> None:
-        self._outcomes.fail_fast = bool(value)
+        self._outcomes.set_fail_fast(bool(value))
 
     @property
     def task(self) -> asyncio.Task[None] | None:
@@ -421,7 +421,7 @@ class AsyncEventNexus(EventFactory):
         sync or async; usable as a decorator.
         """
         as_callable(callback, "error hook", called_as="hook(exception, subject)")
-        self._outcomes.error_hook = callback
+        self._outcomes.set_error_hook(callback)
         return callback
 
     def on_dead_letter(self, callback: F) -> F:
@@ -435,7 +435,7 @@ class AsyncEventNexus(EventFactory):
         registration that finally fails on an event makes one call.
         """
         as_callable(callback, "dead-letter hook", called_as="hook(event, exception)")
-        self._outcomes.dead_letter = callback
+        self._outcomes.set_dead_letter_hook(callback)
         return callback
 
     def add_converter(self, converter: SimpleEventConverter) -> None:

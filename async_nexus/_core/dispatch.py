@@ -401,6 +401,10 @@ class Dispatcher:
         """Whether the caller is the loop's own task: a handler or filter it runs."""
         return self._task is not None and asyncio.current_task() is self._task
 
+    def yield_after(self, seconds: float) -> None:
+        """Let the rest of the program run after ``seconds`` of dispatching, from the next yield."""
+        self.yield_every = seconds
+
     def trace_with(self, tracer: DispatchTracer | None) -> None:
         """Start a span for every event dispatched from now on (``None``: no more)."""
         self.tracer = tracer

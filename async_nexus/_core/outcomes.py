@@ -45,6 +45,18 @@ class Outcomes:
         #: Every report to the error hook.
         self.errors = 0
 
+    def set_error_hook(self, hook: ErrorHook) -> None:
+        """Send every failure to ``hook(exception, subject)`` from now on."""
+        self.error_hook = hook
+
+    def set_dead_letter_hook(self, hook: Callable[[Event, BaseException], Any]) -> None:
+        """Call ``hook(event, exception)`` for every dead letter from now on."""
+        self.dead_letter = hook
+
+    def set_fail_fast(self, fail_fast: bool) -> None:
+        """Halt at the next failure (true), or report it and go on (false)."""
+        self.fail_fast = fail_fast
+
     async def fail(self, exc: BaseException, event: Event, item: Item | None, traced: Traced | None) -> None:
         """Handling ``event`` (of ``item``) finally failed: report it, and it is a dead letter."""
         if item is not None and item.failure is None:
