@@ -176,11 +176,19 @@ def test_readme_and_the_docs_open_with_one_first_example(tmp_path: Path) -> None
     assert done.stdout == printed
 
 
-def test_the_data_flow_picture_is_drawn_from_its_source() -> None:
-    """docs/_static/dataflow.svg is what docs/diagrams/dataflow.py draws: the two are committed together."""
+DIAGRAMS = sorted((EXAMPLES.parent / "diagrams").glob("*.py"))
+
+
+def test_the_pictures_have_their_scripts() -> None:
+    """The data-flow, architecture and lifecycle pictures are drawn by the scripts checked below."""
+    assert {script.name for script in DIAGRAMS} >= {"dataflow.py", "architecture.py"}
+
+
+@pytest.mark.parametrize("script", DIAGRAMS, ids=lambda script: script.name)
+def test_the_pictures_are_drawn_from_their_source(script: Path) -> None:
+    """Each SVG in docs/_static/ is what its script in docs/diagrams/ draws: they are committed together."""
     import subprocess
 
-    script = EXAMPLES.parent / "diagrams" / "dataflow.py"
     command = [sys.executable, str(script), "--check"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
