@@ -1,22 +1,12 @@
 """AsyncEventNexus: the hub of an event-driven program.
 
-The nexus is one object that holds its parts and delegates to them; the parts are the
-private machinery of ``async_nexus._core``:
-
-* the lifecycle (:mod:`~async_nexus._core.lifecycle`): where the nexus is, and what that allows;
-* the queue and its doorbell (:mod:`~async_nexus._core.queue`);
-* the admission (:mod:`~async_nexus._core.admission`): the one way in, for every event;
-* the routing table (:mod:`~async_nexus._core.routing`) and the registrations that fill it
-  (:mod:`~async_nexus._core.registrations`);
-* the dispatch loop (:mod:`~async_nexus._core.dispatch`), with the outcomes of failures
-  (:mod:`~async_nexus._core.outcomes`);
-* request/reply (:mod:`~async_nexus._core.asking`), the scheduler (:mod:`~async_nexus.schedule`),
-  the sources' feeds and the port they reach the nexus by (:mod:`~async_nexus._core.feeds`),
-  the journal's keeper (:mod:`~async_nexus._core.keeper`) and the watchdog
-  (:mod:`~async_nexus.watchdog`).
-
-This module adds the one run of the loop around them: start, dispatch until drained or
-halted, close.
+The nexus is one object that holds its parts and delegates to them: its lifecycle, its
+queue, the admission that every event enters by, the routing table and the
+registrations that fill it, the dispatch loop and what becomes of failures,
+request/reply, the scheduler, the sources' feeds and the port they reach the nexus by,
+the journal's keeper and the watchdog. The parts are private (``async_nexus._core``);
+this module adds the one run of the loop around them: start, dispatch until drained or
+halted, close. The Architecture page of the docs draws the parts and the path of an event.
 """
 
 from __future__ import annotations
@@ -543,7 +533,7 @@ class AsyncEventNexus(EventFactory):
             life.close()
             await self._close(stopper)
         except asyncio.CancelledError:
-            life.halt()  # a hard stop: nothing more is dispatched
+            life.halt("its loop task was cancelled (a hard stop)")
             await self._close_now(stopper)
             raise
         finally:
@@ -559,7 +549,9 @@ class AsyncEventNexus(EventFactory):
     async def _stop_sources(self) -> None:
         """Once a stop is asked for: start the drain's clock, stop the sources, then drain."""
         await self._life.wait_for_stop()
-        self._deadline = asyncio.get_running_loop().call_later(self._drain_timeout, self._life.halt)
+        self._deadline = asyncio.get_running_loop().call_later(
+            self._drain_timeout, self._life.halt, f"its drain timeout of {self._drain_timeout:g}s expired"
+        )
         await self._feeds.stop_all()
         self._life.sources_stopped()
 

@@ -191,7 +191,7 @@ async def test_fail_fast_halts_at_once_and_refuses_what_comes_after() -> None:
     with pytest.raises(RuntimeError, match="first failure"):
         await asyncio.wait_for(nexus.loop_forever(), WAIT)
     assert handled == [0, 1]  # nothing after the failure was dispatched
-    with pytest.raises(errors.LoopStopped):
+    with pytest.raises(errors.LoopStopped, match="fail_fast stopped it at the first failure, RuntimeError"):
         nexus.ingest_nowait(Event(6, 1))
 
 

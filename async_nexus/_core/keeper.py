@@ -3,7 +3,7 @@
 A nexus created with ``journal=`` writes every event it accepts to its
 :class:`~async_nexus.journal.SqliteJournal` before the event can be lost, and removes it
 when its handling is over: handled, or handed to the dead letters. The :class:`Keeper`
-is the one place that knows this: the intake asks it to keep an event and gets back the
+is the one place that knows this: the admission asks it to keep an event and gets back the
 :class:`~async_nexus._core.items.Item` to queue, whose ``done`` (and ``dead``) let go of the
 journal's row and then do what they did before (a transport's acknowledgement).
 

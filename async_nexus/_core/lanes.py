@@ -2,7 +2,7 @@
 
 A :class:`Lane` holds at most N events at once: those being handled and those waiting
 behind a busy key together. The dispatch loop hands it an event only when it has room
-(:meth:`~async_nexus.routing.Route.lanes_full`), so a full lane holds
+(:meth:`~async_nexus._core.routing.Route.lanes_full`), so a full lane holds
 the loop, the loop holds the queue, and the queue holds the producers: backpressure
 reaches the sources as it does for a handler that runs in the loop.
 

@@ -93,12 +93,13 @@ class Lifecycle:
 
     __slots__ = (
         "phase", "takes_ingest", "takes_from_sources", "stop_asked", "draining", "halted",
-        "running", "looping", "stopped", "_watchers", "_stop_asked",
+        "running", "looping", "stopped", "_watchers", "_stop_asked", "_halted_by",
     )  # fmt: skip
 
     def __init__(self) -> None:
         self._watchers: list[Callable[[], None]] = []
         self._stop_asked: asyncio.Future[None] | None = None
+        self._halted_by: str | None = None  # why the nexus halted, for the refusals' messages
         self._enter(Phase.READY)
 
     # -- questions ------------------------------------------------------------------
@@ -109,11 +110,11 @@ class Lifecycle:
         return _STATES[self.phase]
 
     def refusal(self, what: str) -> LoopStopped:
-        """The error for ``what``, which this phase does not allow."""
-        if self.phase is Phase.READY:
-            why = "it has not been started"
+        """The error for ``what``, which this phase does not allow, saying how it came to be."""
+        if self.phase is Phase.STOP_ON_START:
+            why = "stop() was called before the nexus was started"
         else:
-            why = f"the nexus is {self.state.name} (stop() was called, or it failed with fail_fast)"
+            why = f"the nexus is {self.state.name}: {self._halted_by or 'stop() was called'}"
         return LoopStopped(f"{what}: {why}; it accepts no more events. Create a new AsyncEventNexus to go on")
 
     # -- watching -------------------------------------------------------------------
@@ -172,9 +173,10 @@ class Lifecycle:
         if self.phase is Phase.STOPPING:
             self._enter(Phase.DRAINING)
 
-    def halt(self) -> None:
-        """Dispatch nothing more: any running phase before CLOSING → HALTING."""
+    def halt(self, cause: str) -> None:
+        """Dispatch nothing more, because of ``cause``: a running phase before CLOSING → HALTING."""
         if self.phase in (Phase.STARTING, Phase.LOOPING, Phase.STOPPING, Phase.DRAINING):
+            self._halted_by = cause
             self._enter(Phase.HALTING)
 
     def close(self) -> None:

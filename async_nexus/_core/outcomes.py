@@ -90,7 +90,7 @@ class Outcomes:
         if self.fail_fast:
             if self.failure is None:
                 self.failure = exc
-            self._life.halt()
+            self._life.halt(f"fail_fast stopped it at the first failure, {type(exc).__name__}: {exc}")
         try:
             result = self.error_hook(exc, subject)
             if inspect.isawaitable(result):
