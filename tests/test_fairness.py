@@ -59,6 +59,42 @@ async def drain(nexus: AsyncEventNexus) -> None:
 
 
 @pytest.mark.timeout(60)
+async def test_a_task_woken_by_a_timer_runs_at_every_yield() -> None:
+    """A task asleep on a timer gets its turn at each yield, not at every second one.
+
+    Its timer is due long before the loop's budget is spent, so when the loop yields the
+    task is woken: through a callback in one turn of the event loop, its own step in the
+    next. A yield that gives fewer turns lets the loop dispatch a whole budget's worth of
+    events more before the task runs. Counted in events, not in time: a loaded machine
+    makes each event slower and the count between two ticks smaller, never larger.
+    """
+    handled = [0]
+    nexus = AsyncEventNexus(maxsize=0)
+    nexus.add_handler("work", blocking_handler("sync", handled))
+    between: list[int] = []  # events handled between two consecutive ticks, during the drain
+
+    async def ticker() -> None:
+        last = handled[0]
+        while handled[0] < BACKLOG:
+            await asyncio.sleep(WORK)
+            if 0 < last and handled[0] < BACKLOG:
+                between.append(handled[0] - last)
+            last = handled[0]
+
+    running = nexus.start()
+    ticking = asyncio.create_task(ticker())
+    try:
+        await drain(nexus)
+        await asyncio.wait_for(ticking, timeout=10)
+    finally:
+        nexus.stop()
+        await asyncio.wait_for(running, timeout=10)
+    per_budget = 0.010 / WORK  # at most 10 events of 1 ms fit in the loop's 10 ms budget
+    assert len(between) >= TURNS, between
+    assert max(between) <= 1.5 * per_budget + 1, between
+
+
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("kind", ["sync", "async"])
 async def test_other_tasks_of_the_program_run_while_a_backlog_drains(kind: str) -> None:
     handled = [0]

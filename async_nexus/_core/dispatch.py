@@ -48,6 +48,7 @@ YIELD_EVERY = 0.010
 # events between two readings took over an eighth of the budget, doubled when they took
 # under a sixty-fourth. Slow events are timed one by one, fast ones cost a reading per 32.
 _MAX_STRIDE = 32
+_TURNS = range(3)
 
 
 class Dispatcher:
@@ -144,10 +145,12 @@ class Dispatcher:
                     stride <<= 1
                 countdown, looked = stride, now
                 if now >= deadline:
-                    # The rest of the program's turn. Twice: what a timer or a socket wakes
-                    # (a future's callback) runs in the event loop's next iteration, not this one.
-                    await asyncio.sleep(0)
-                    await asyncio.sleep(0)
+                    # The rest of the program's turn: three turns of the event loop. A timer
+                    # or a socket wakes its task through a callback that runs in one turn and
+                    # the task's step in the next; this task's step, queued before them,
+                    # must come after both.
+                    for _ in _TURNS:
+                        await asyncio.sleep(0)
                     budget = self.yield_every
                     slow, fast = budget / 8, budget / 64
                     looked = clock()
