@@ -161,6 +161,7 @@ class Admission:
         :raises RunawayChain: a secondary event beyond ``max_chain``, or beyond what the
             queue may overflow.
         """
+        assert door.room is not Room.LATER, "scheduled events are admitted by admit_later()"
         self._check(event, door, depth)
         if door.gate is Gate.SOURCES and self._requests.waiters and self._answered(event, done, source):
             return None
@@ -172,7 +173,7 @@ class Admission:
         if keeper is not None:
             seq = keeper.keep(event)
             entry = keeper.item(event, seq, depth, reply, done, dead, waiter)
-        elif depth or reply is not None or done is not None or waiter is not None:
+        elif depth or reply is not None or done is not None or dead is not None or waiter is not None:
             entry = Item(event, depth, reply, done, waiter)
             entry.dead = dead
         room = door.room
