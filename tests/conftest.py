@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from nats_server import NatsServer, require_nats_server
 from redis_server import RedisServer
 
 
@@ -55,3 +56,32 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     connection = aioredis.from_url(redis_url)
     yield connection
     await connection.aclose()
+
+
+# -- NATS: one JetStream server per build (Debian's and the current release) ---------------
+
+
+@pytest.fixture(scope="session", params=["debian", "release"])
+def nats_binary(request: pytest.FixtureRequest) -> str:
+    """The nats-server binary of each build; every NATS test runs against both."""
+    return require_nats_server(request.param)
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats_binary: str) -> Iterator[str]:
+    """A JetStream server shared by the tests that do not stop it."""
+    server = NatsServer(nats_binary).start()
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def nats_server(nats_binary: str) -> Iterator[NatsServer]:
+    """A JetStream server of the test's own, to stop and restart."""
+    server = NatsServer(nats_binary).start()
+    try:
+        yield server
+    finally:
+        server.close()
