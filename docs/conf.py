@@ -32,7 +32,7 @@ autodoc_default_options = {"show-inheritance": True}
 # modules that need them still render; installed ones are used for real.
 autodoc_mock_imports = [
     name
-    for name in ("redis", "zmq", "opentelemetry", "uvloop", "msgpack")
+    for name in ("redis", "zmq", "nats", "opentelemetry", "uvloop", "msgpack")
     if importlib.util.find_spec(name) is None
 ]
 nitpicky = False

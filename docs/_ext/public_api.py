@@ -13,7 +13,7 @@ Two jobs, both driven by the ``__all__`` of ``async_nexus`` and of each of its s
 A third, smaller one: ``missing-reference`` makes a link to a name the package re-exports
 (``:class:`~async_nexus.AsyncEventNexus```) point to where its module's page documents it.
 
-Optional dependencies (redis, pyzmq, opentelemetry, uvloop) may be missing where the docs are
+Optional dependencies (redis, pyzmq, nats-py, opentelemetry, uvloop) may be missing where the docs are
 built; the modules that need them are imported under autodoc's mocks, as autodoc itself does.
 """
 
