@@ -444,13 +444,14 @@ async def test_a_handler_that_runs_past_ack_wait_is_kept_alive_not_redelivered(
         await sender.send(Event(1, "slow"))
     blocked = Blocked()
     receiver = JetStreamReceiver(
-        nats_url, names.stream, group="g", ack_wait=0.6, dead_letter_subject=names.dead_subject
+        nats_url, names.stream, group="g", ack_wait=1.2, dead_letter_subject=names.dead_subject
     )
     async with AsyncEventNexus() as target:
         target.add_handler(-1, blocked)
         target.add_producer(receiver)
         await until(lambda: len(blocked.events) == 1)
-        await asyncio.sleep(2.0)  # more than three times ack_wait
+        # Well past ack_wait: signs of life every 0.4 s keep it here, with room for a slow loop.
+        await asyncio.sleep(3.0)
         blocked.release.set()
         await until(lambda: receiver.acknowledged == 1)
     info = await admin.jetstream().consumer_info(names.stream, "g")

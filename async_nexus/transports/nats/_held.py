@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
@@ -26,7 +27,7 @@ class Held:
         self._what = what
         self._msgs: dict[int, Msg] = {}
         self._room = asyncio.Event()
-        self._settling: list[tuple[Msg, str]] = []
+        self._settling: collections.deque[tuple[Msg, str]] = collections.deque()
         self._settle_waiting = asyncio.Event()
         self._settled = asyncio.Event()
         self._settler: asyncio.Task[None] | None = None
@@ -101,7 +102,7 @@ class Held:
                 self._settle_waiting.clear()
                 await self._settle_waiting.wait()
                 continue
-            msg, how = settling.pop(0)
+            msg, how = settling.popleft()
             try:
                 await getattr(msg, how)()
             except UNREACHABLE as exc:

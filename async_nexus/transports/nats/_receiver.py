@@ -22,6 +22,7 @@ from ._common import (
     Connection,
     Servers,
     check_positive,
+    check_publish_subject,
     check_stream_name,
     check_subject,
     check_wire,
@@ -129,7 +130,7 @@ class JetStreamReceiver(EventProducer):
         if subject is not None:
             check_subject("subject", subject)
         if dead_letter_subject is not None:
-            check_subject("dead_letter_subject", dead_letter_subject)
+            check_publish_subject("dead_letter_subject", dead_letter_subject)
         check_wire(wire)
         for name, value in {"max_in_flight": max_in_flight, "fetch_batch": fetch_batch}.items():
             check_positive(name, value, integer=True)

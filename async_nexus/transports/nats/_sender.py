@@ -9,7 +9,7 @@ from ...codec import EventCodec
 from ...consumers import EventConsumer
 from ...errors import BadValue, LoopStopped
 from ...events import Event
-from ._common import Connection, Servers, check_positive, check_subject, check_wire, server_list
+from ._common import Connection, Servers, check_positive, check_publish_subject, check_wire, server_list
 from ._publisher import Publisher
 
 
@@ -70,9 +70,7 @@ class JetStreamSender(EventConsumer):
         close_timeout: float = 10.0,
         **nats_options: Any,
     ) -> None:
-        check_subject("subject", subject)
-        if "*" in subject.split(".") or ">" in subject.split("."):
-            raise BadValue(f"subject must be one subject to publish to, not a wildcard: {subject!r}")
+        check_publish_subject("subject", subject)
         check_wire(wire)
         for name, value in {"max_buffer": max_buffer, "max_pending_acks": max_pending_acks}.items():
             check_positive(name, value, integer=True)

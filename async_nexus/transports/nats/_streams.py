@@ -12,6 +12,7 @@ from ...errors import BadValue
 from ._common import (
     Servers,
     check_positive,
+    check_publish_subject,
     check_stream_name,
     check_subject,
     close_quietly,
@@ -115,7 +116,7 @@ async def ensure_stream(
         )
     ]
     if dead_letter_subject is not None:
-        check_subject("dead_letter_subject", dead_letter_subject)
+        check_publish_subject("dead_letter_subject", dead_letter_subject)
         for subject in wanted_subjects:
             if _overlaps(subject, dead_letter_subject):
                 raise BadValue(
