@@ -535,3 +535,30 @@ async def test_a_receiver_without_a_group_gets_what_is_published_after_it_starte
     assert [event.id for event in collector.events] == [2]
     consumers = await admin.jetstream().consumers_info(names.stream)
     assert consumers == []  # its consumer went with it
+
+
+async def test_a_receiver_goes_on_after_a_server_restart(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="async_nexus.nats")
+    names = await fresh_stream(nats_server.url)
+    collector = Collector()
+    receiver = JetStreamReceiver(
+        nats_server.url, names.stream, group="g", fetch_wait=0.5, dead_letter_subject=names.dead_subject
+    )
+    sender = JetStreamSender(nats_server.url, names.subject, publish_timeout=0.5)
+    async with AsyncEventNexus() as target:
+        target.add_handler(-1, collector)
+        target.add_producer(receiver)
+        for i in range(50):
+            await sender.send(Event(i, "x"))
+        await collector.wait(50, timeout=10)
+        await until(lambda: receiver.acknowledged == 50)
+        nats_server.stop()
+        nats_server.start()  # the same port and store: the stream and the group are kept
+        for i in range(50, 100):
+            await sender.send(Event(i, "x"))
+        await sender.flush(timeout=15)
+        await until(lambda: {event.id for event in collector.events} >= set(range(100)), timeout=15)
+    await sender.close()
+    assert "reconnected to NATS" in caplog.text
