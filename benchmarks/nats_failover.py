@@ -7,8 +7,8 @@ a cluster of three is started on free loopback ports (``tests/nats_cluster.py``)
 ``replicas=3`` made with :func:`~async_nexus.transports.nats.ensure_stream`, and a
 :class:`~async_nexus.transports.nats.JetStreamSender` in one nexus publishes numbered events at a
 steady rate to a :class:`~async_nexus.transports.nats.JetStreamReceiver` in another. A part of the
-way in, the stream's leader is killed; the sender flushes once the cluster has recovered, and the
-receiver's consumer has no message left pending or unacknowledged.
+way in, the stream's leader is killed. The run ends once the sender has every event acknowledged
+and the receiver's consumer has nothing left pending or unacknowledged.
 
 :func:`leader_kill` is the scenario; ``tests/test_nats_cluster.py`` runs it with a smaller count
 and asserts on its :class:`Figures`.
@@ -68,7 +68,7 @@ class Figures:
     killed: str  #: the stream leader that was killed
     new_leader: str  #: the leader after it
     leaderless: float  #: seconds from the kill until a client saw the new stream leader
-    recovered: float  #: seconds from the kill until the sender had every event acknowledged
+    backlog: int  #: the most events the sender held unacknowledged at once (the failover's)
     seconds: float  #: the whole run, from the first event to the last acknowledgement
 
     def lines(self, build: str) -> list[str]:
@@ -82,7 +82,7 @@ class Figures:
             f"  lost                        {self.lost}",
             f"  publishes deduplicated      {self.publish_duplicates}",
             f"  time without a leader       {self.leaderless:.1f} s",
-            f"  all acknowledged after      {self.recovered:.1f} s",
+            f"  sender backlog at its peak  {self.backlog}",
         ]
 
 
@@ -139,7 +139,7 @@ async def leader_kill(
     tag = uuid.uuid4().hex[:10]
     stream, subject, dead = f"F{tag}", f"f{tag}.events", f"f{tag}.dead"
     await ensure_stream(urls, stream, [subject], replicas=3, dead_letter_subject=dead)
-    admin = await nats.connect(urls, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    admin = await nats.connect(urls, max_reconnect_attempts=-1, reconnect_time_wait=0.1, error_cb=quietly)
     try:
         await wait_stream_leader(admin, stream, timeout=timeout)
         handled: collections.Counter[int] = collections.Counter()
@@ -165,8 +165,17 @@ async def leader_kill(
                         await asyncio.sleep(delay)
                     await source.ingest(Event(number, "n", 0, number))
 
+            backlog = 0
+
+            async def watch_backlog() -> None:
+                nonlocal backlog
+                while True:
+                    backlog = max(backlog, sender.pending)
+                    await asyncio.sleep(0.02)
+
             begun = time.monotonic()
             publishing = asyncio.create_task(publish())
+            watching = asyncio.create_task(watch_backlog())
             await asyncio.sleep(kill_after)  # the publisher runs steadily meanwhile: the kill point
             killed = await wait_stream_leader(admin, stream, timeout=timeout)
             cluster.node(killed).kill()
@@ -176,7 +185,7 @@ async def leader_kill(
             await asyncio.wait_for(publishing, timeout)
             await source.join()
             await sender.flush(timeout)
-            recovered = time.monotonic() - killed_at
+            watching.cancel()
             seconds = time.monotonic() - begun
 
             async def all_handled() -> bool:
@@ -211,9 +220,13 @@ async def leader_kill(
         killed=killed,
         new_leader=new_leader,
         leaderless=leaderless,
-        recovered=recovered,
+        backlog=backlog,
         seconds=seconds,
     )
+
+
+async def quietly(exc: Exception) -> None:
+    """An error callback for the admin client: the servers it loses are killed on purpose."""
 
 
 def harness() -> Any:

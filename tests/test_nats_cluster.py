@@ -28,7 +28,7 @@ from async_nexus import AsyncEventNexus, Event
 from async_nexus.codec import EventCodec
 from async_nexus.runner import EXIT_OK
 from async_nexus.transports.nats import JetStreamReceiver, ensure_stream
-from benchmarks.nats_failover import leader_kill, stream_leader, wait_stream_leader
+from benchmarks.nats_failover import leader_kill, quietly, stream_leader, wait_stream_leader
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(120)]
 
@@ -58,7 +58,9 @@ def cluster(shared_cluster: NatsCluster) -> Iterator[NatsCluster]:
 
 @pytest.fixture
 async def admin(cluster: NatsCluster) -> AsyncIterator[Client]:
-    client = await nats.connect(cluster.urls, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    client = await nats.connect(
+        cluster.urls, max_reconnect_attempts=-1, reconnect_time_wait=0.1, error_cb=quietly
+    )
     yield client
     await client.close()
 
