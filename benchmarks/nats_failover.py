@@ -1,6 +1,6 @@
-"""``python -m benchmarks.nats_failover [--count N] [--rate R]``: the stream leader of a 3-node
-JetStream cluster is SIGKILLed while events cross it; what was acknowledged, handled, duplicated
-and lost, and how long the stream had no leader.
+"""``python -m benchmarks.nats_failover [--count N] [--rate R] [--sigterm]``: the stream leader
+of a 3-node JetStream cluster is SIGKILLed (or stopped with SIGTERM) while events cross it; what
+was acknowledged, handled, duplicated and lost, and how long the stream had no leader.
 
 For each nats-server build that is installed (Debian's 2.9 and the release next to this Python),
 a cluster of three is started on free loopback ports (``tests/nats_cluster.py``), a stream with
@@ -57,6 +57,7 @@ class Cluster(Protocol):
 class Figures:
     """What one leader kill came to."""
 
+    stream: str  #: the stream's name
     count: int  #: events handed to the sender
     acknowledged: int  #: events JetStream acknowledged to the sender (``sender.sent``)
     stored: int  #: messages in the stream at the end
@@ -66,6 +67,7 @@ class Figures:
     lost: int  #: acknowledged events never handled
     publish_duplicates: int  #: retried publishes the server had stored already (dropped)
     killed: str  #: the stream leader that was killed
+    how: str  #: how: "SIGKILL" or "SIGTERM"
     new_leader: str  #: the leader after it
     leaderless: float  #: seconds from the kill until a client saw the new stream leader
     backlog: int  #: the most events the sender held unacknowledged at once (the failover's)
@@ -74,7 +76,7 @@ class Figures:
     def lines(self, build: str) -> list[str]:
         return [
             f"{build}: {self.count} events at a steady rate, stream leader {self.killed} "
-            f"SIGKILLed, new leader {self.new_leader}",
+            f"{self.how}ed, new leader {self.new_leader}",
             f"  acknowledged by the server  {self.acknowledged}",
             f"  stored in the stream        {self.stored}",
             f"  handled                     {self.handled} ({self.distinct} distinct)",
@@ -125,11 +127,14 @@ async def leader_kill(
     count: int = 3000,
     rate: float = 300.0,
     kill_after: float = 3.0,
+    graceful: bool = False,
     max_in_flight: int = 200,
     ack_wait: float = 3.0,
     timeout: float = 60.0,
 ) -> Figures:
     """Publish ``count`` events at ``rate`` a second; SIGKILL the stream leader after ``kill_after`` s.
+
+    With ``graceful``, the leader gets a SIGTERM instead, and shuts down cleanly.
 
     Returns once the sender has every event acknowledged, every acknowledged event was
     handled and the consumer has nothing pending or unacknowledged left (so no redelivery is
@@ -178,8 +183,11 @@ async def leader_kill(
             watching = asyncio.create_task(watch_backlog())
             await asyncio.sleep(kill_after)  # the publisher runs steadily meanwhile: the kill point
             killed = await wait_stream_leader(admin, stream, timeout=timeout)
-            cluster.node(killed).kill()
             killed_at = time.monotonic()
+            if graceful:  # SIGTERM, waiting for the exit in a thread: the nexuses run on
+                await asyncio.to_thread(cluster.node(killed).stop)
+            else:
+                cluster.node(killed).kill()
             new_leader = await wait_stream_leader(admin, stream, other_than=killed, timeout=timeout)
             leaderless = time.monotonic() - killed_at
             await asyncio.wait_for(publishing, timeout)
@@ -209,6 +217,7 @@ async def leader_kill(
     distinct = len(handled)
     total = sum(handled.values())
     return Figures(
+        stream=stream,
         count=count,
         acknowledged=sender.sent,
         stored=int(info.state.messages),
@@ -218,6 +227,7 @@ async def leader_kill(
         lost=sum(1 for number in range(count) if number not in handled),
         publish_duplicates=sender.duplicates,
         killed=killed,
+        how="SIGTERM" if graceful else "SIGKILL",
         new_leader=new_leader,
         leaderless=leaderless,
         backlog=backlog,
@@ -236,7 +246,7 @@ def harness() -> Any:
     return importlib.import_module("nats_cluster"), importlib.import_module("nats_server")
 
 
-async def run(count: int, rate: float, kill_after: float) -> int:
+async def run(count: int, rate: float, kill_after: float, graceful: bool) -> int:
     cluster_module, server_module = harness()
     failures = 0
     for build in ("debian", "release"):
@@ -246,7 +256,9 @@ async def run(count: int, rate: float, kill_after: float) -> int:
             continue
         cluster = cluster_module.NatsCluster(binary)
         with cluster:
-            figures = await leader_kill(cluster, count=count, rate=rate, kill_after=kill_after)
+            figures = await leader_kill(
+                cluster, count=count, rate=rate, kill_after=kill_after, graceful=graceful
+            )
         print("\n".join(figures.lines(f"{build} ({binary})")), flush=True)
         if figures.lost or figures.acknowledged != count:
             failures += 1
@@ -258,12 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=10_000, help="events to send (10000)")
     parser.add_argument("--rate", type=float, default=500.0, help="events a second (500)")
     parser.add_argument("--kill-after", type=float, default=5.0, help="seconds before the kill (5)")
+    parser.add_argument(
+        "--sigterm", action="store_true", help="stop the leader with SIGTERM instead of SIGKILL"
+    )
     parser.add_argument("--verbose", action="store_true", help="log the transport's retries too")
     args = parser.parse_args(argv)
     if not args.verbose:
         # The retries while the stream has no leader are the point of the run, not news.
         logging.getLogger("async_nexus.nats").setLevel(logging.ERROR)
-    return asyncio.run(run(args.count, args.rate, args.kill_after))
+    return asyncio.run(run(args.count, args.rate, args.kill_after, args.sigterm))
 
 
 if __name__ == "__main__":

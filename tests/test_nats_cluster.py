@@ -14,10 +14,11 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import nats
+import nats.errors
 import pytest
 from nats.aio.client import Client
 from nats_cluster import NatsCluster
@@ -74,21 +75,28 @@ async def fresh_stream(cluster: NatsCluster, admin: Client) -> tuple[str, str, s
     return stream, subject, dead
 
 
-async def until_true(condition: object, timeout: float, what: str) -> None:
+async def until_true(condition: Callable[[], bool], timeout: float, what: str) -> None:
     """Wait until ``condition()`` holds, checking every 20 ms, for at most ``timeout`` s."""
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout} s")
         await asyncio.sleep(0.02)
 
 
-async def test_stream_leader_killed_while_events_cross_loses_nothing_acknowledged(
-    cluster: NatsCluster, admin: Client
+@pytest.mark.parametrize("graceful", [False, True], ids=["sigkill", "sigterm"])
+async def test_the_stream_leader_killed_or_stopped_while_events_cross_loses_nothing_acknowledged(
+    cluster: NatsCluster, admin: Client, graceful: bool
 ) -> None:
     count, rate, max_in_flight = 3000, 300.0, 200
     figures = await leader_kill(
-        cluster, count=count, rate=rate, kill_after=3.0, max_in_flight=max_in_flight, ack_wait=3.0
+        cluster,
+        count=count,
+        rate=rate,
+        kill_after=3.0,
+        max_in_flight=max_in_flight,
+        ack_wait=3.0,
+        graceful=graceful,
     )
     print(*figures.lines(cluster.binary), sep="\n")
     # The sender flushed once the cluster had a new leader: every event it accepted was acknowledged.
@@ -104,32 +112,23 @@ async def test_stream_leader_killed_while_events_cross_loses_nothing_acknowledge
     # before its followers had that state (well under a second of the publishing rate).
     assert figures.duplicates <= max_in_flight + rate, figures
     assert figures.new_leader != figures.killed
-    assert 0 < figures.leaderless < 30, figures
+    assert figures.leaderless < 30, figures  # SIGTERM: the leadership moves before the exit
 
     # The killed node starts again on its ports and store, and catches up with the stream.
     cluster.node(figures.killed).start()
-    streams = [name async for name in stream_names(admin)]
-    assert len(streams) >= 1
 
     async def caught_up() -> bool:
-        for name in streams:
-            info = await admin.jetstream(timeout=1.0).stream_info(name)
-            replicas = info.cluster.replicas if info.cluster is not None else None
-            if not replicas or len(replicas) != 2 or not all(r.current and not r.offline for r in replicas):
-                return False
-        return True
+        try:
+            info = await admin.jetstream(timeout=1.0).stream_info(figures.stream)
+        except (nats.errors.Error, asyncio.TimeoutError):
+            return False  # the cluster is busy taking the node back: ask again
+        replicas = info.cluster.replicas if info.cluster is not None else None
+        return bool(replicas) and len(replicas) == 2 and all(r.current and not r.offline for r in replicas)
 
     deadline = time.monotonic() + 30
     while not await caught_up():
         assert time.monotonic() < deadline, "the restarted node did not catch up within 30 s"
         await asyncio.sleep(0.1)
-
-
-async def stream_names(admin: Client) -> AsyncIterator[str]:
-    """The streams the leader-kill scenario made (their names start with F)."""
-    for info in await admin.jetstream(timeout=2.0).streams_info():
-        if info.config.name and info.config.name.startswith("F") and not info.config.name.endswith("-dead"):
-            yield info.config.name
 
 
 async def test_a_receiving_process_killed_mid_handling_hands_its_events_to_the_survivor(
@@ -151,7 +150,10 @@ async def test_a_receiving_process_killed_mid_handling_hands_its_events_to_the_s
         await until_true(lambda: outfile.read_text().strip() != "", 30, "the process started handling")
 
         async def consumer_holds() -> int:
-            info = await admin.jetstream(timeout=1.0).consumer_info(stream, "work")
+            try:
+                info = await admin.jetstream(timeout=1.0).consumer_info(stream, "work")
+            except (nats.errors.Error, asyncio.TimeoutError):
+                return 0  # not created yet, or the cluster is slow to answer: ask again
             return int(info.num_ack_pending)
 
         deadline = time.monotonic() + 10
