@@ -18,12 +18,15 @@ from nats_server import NatsServer
 from support import Collector, Hook
 
 from async_nexus import AsyncEventNexus, Event
-from async_nexus.errors import BadCall, BadValue, LoopStopped
+from async_nexus.codec import EventCodec
+from async_nexus.errors import AsyncNexusError, BadCall, BadValue, LoopStopped, RequestTimeout
+from async_nexus.events import CORRELATION_ID, IN_REPLY_TO, REPLY_TO
 from async_nexus.transports.nats import (
     JetStreamReceiver,
     JetStreamSender,
     MalformedMessage,
     StreamMismatch,
+    StuckMessage,
     UndeliverableMessage,
     ensure_stream,
 )
@@ -149,6 +152,103 @@ async def test_one_group_shares_the_events_and_each_group_gets_all(nats_url: str
     assert shared == list(range(total))  # each once, between them
     assert len(workers[0]) > 0 and len(workers[1]) > 0
     assert sorted(event.id for event in audit.events) == list(range(total))
+
+
+# -- request/reply ------------------------------------------------------------------------------
+
+
+async def test_request_reply_across_nats_and_timeout(nats_url: str, admin: Client) -> None:
+    commands, replies = await fresh_stream(nats_url), await fresh_stream(nats_url)
+    to_worker = JetStreamSender(nats_url, commands.subject, reply_subject=replies.subject)
+    # The asking nexus reads its answers from a stream of their own.
+    answers = JetStreamReceiver(nats_url, replies.stream, dead_letter_subject=replies.dead_subject)
+    worker = JetStreamReceiver(
+        nats_url, commands.stream, group="adders", dead_letter_subject=commands.dead_subject
+    )
+
+    def add_up(event: Event, queue: Any) -> Event | None:
+        if event.payload == "ignore me":
+            return None
+        return Event(event.id, "sum", 0, sum(event.payload))
+
+    async with AsyncEventNexus() as asking, AsyncEventNexus() as working:
+        asking.add_handler("sum?", to_worker)
+        asking.add_producer(answers)
+        working.add_handler("sum?", add_up)
+        working.add_producer(worker)
+        await answers.wait_ready(10)
+
+        answer = await asking.request(Event(1, "sum?", 0, [1, 2, 3]), timeout=10)
+        assert (answer.type, answer.payload) == ("sum", 6)
+        assert IN_REPLY_TO in (answer.headers or {})
+
+        many = await asyncio.gather(
+            *(asking.request(Event(n, "sum?", 0, list(range(n))), timeout=10) for n in range(20))
+        )
+        assert [a.payload for a in many] == [sum(range(n)) for n in range(20)]
+
+        with pytest.raises(RequestTimeout):
+            await asking.request(Event(99, "sum?", 0, "ignore me"), timeout=0.5)
+        # Every request was acknowledged, after its answer was stored: nothing is held.
+        await until(lambda: worker.acknowledged == 22 and worker.in_flight == 0)
+    await to_worker.close()
+    assert await stored(admin, replies.stream) == 21
+    ids = {
+        (await admin.jetstream().get_msg(replies.stream, seq)).headers["Nats-Msg-Id"] for seq in range(1, 22)
+    }
+    assert f"answer-{commands.stream}-adders-1-1" in ids and len(ids) == 21
+
+
+async def test_a_request_is_acknowledged_only_once_its_answer_is_stored(nats_url: str, admin: Client) -> None:
+    """No stream holds the reply subject yet: the answer is retried, the request is kept
+    (alive, and reported as stuck), and both go on once the reply stream exists."""
+    commands = await fresh_stream(nats_url)
+    tag = uuid.uuid4().hex[:12]
+    reply_subject, reply_stream = f"r{tag}.answers", f"R{tag}"
+    hook = Hook()
+    worker = JetStreamReceiver(
+        nats_url, commands.stream, group="g", stuck_after=0.3, retry_initial=0.05,
+        retry_max=0.2, dead_letter_subject=commands.dead_subject,
+    )  # fmt: skip
+    async with AsyncEventNexus() as working:
+        working.on_error(hook)
+        working.add_handler("ping?", lambda event, queue: Event(event.id, "pong"))
+        working.add_producer(worker)
+        async with JetStreamSender(nats_url, commands.subject, reply_subject=reply_subject) as sender:
+            await sender.send(Event(1, "ping?", 0, None, {CORRELATION_ID: "c1"}))
+        await asyncio.wait_for(hook.called.wait(), 10)
+        assert worker.acknowledged == 0 and worker.in_flight == 1
+        await ensure_stream(nats_url, reply_stream, [reply_subject])
+        await until(lambda: worker.acknowledged == 1 and worker.in_flight == 0)
+    ((exc, _),) = hook.calls
+    assert isinstance(exc, StuckMessage) and exc.sequence == 1
+    answer = await admin.jetstream().get_msg(reply_stream, 1)
+    decoded = EventCodec().decode(answer.data)
+    assert (decoded.type, decoded.headers) == ("pong", {IN_REPLY_TO: "c1"})
+
+
+async def test_sender_stamps_reply_to_and_refuses_a_request_without_a_reply_subject(
+    nats_url: str,
+) -> None:
+    request = Event(1, "q", 0, None, {CORRELATION_ID: "c1"})
+    without = JetStreamSender(nats_url, "nowhere.at.all")
+    with pytest.raises(BadCall, match="reply_subject="):
+        await without.handle(request, None)
+    assert without.pending == 0
+    await without.close()
+
+    stamped = JetStreamSender(nats_url, "q.x", reply_subject="answers.me").stamped(request)
+    assert stamped.headers == {CORRELATION_ID: "c1", REPLY_TO: "answers.me"}
+    assert request.headers == {CORRELATION_ID: "c1"}  # the caller's event is left alone
+    # A request forwarded from another process keeps the requester's reply subject.
+    forwarded = Event(2, "q", 0, None, {CORRELATION_ID: "c2", REPLY_TO: "first.asker"})
+    assert JetStreamSender(nats_url, "q.x").stamped(forwarded).headers == forwarded.headers
+    # An answer is no request.
+    answer = Event(3, "a", 0, None, {CORRELATION_ID: "c3", IN_REPLY_TO: "c0"})
+    assert JetStreamSender(nats_url, "q.x").stamped(answer) is answer
+    assert EventCodec().decode(EventCodec().encode(stamped)).headers == stamped.headers
+    with pytest.raises(BadValue):
+        JetStreamSender(nats_url, "q.x", reply_subject="answers.*")
 
 
 # -- the sender: flush and close ---------------------------------------------------------------
@@ -374,6 +474,38 @@ async def test_a_message_delivered_too_often_is_dead_lettered(nats_url: str, adm
     ((error, _),) = hook.calls
     assert isinstance(error, UndeliverableMessage) and error.deliveries == 2
     assert record.headers["Nexus-Deliveries"] == "2"
+
+
+async def test_a_message_held_too_long_is_reported_once(nats_url: str, admin: Client) -> None:
+    names = await fresh_stream(nats_url)
+    hook = Hook()
+    receiver = JetStreamReceiver(
+        nats_url, names.stream, group="g", stuck_after=0.2, dead_letter_subject=names.dead_subject
+    )
+    blocked = Blocked()
+    async with AsyncEventNexus() as target:
+        target.on_error(hook)
+        target.add_handler("e", blocked, concurrency=2)
+        target.add_producer(receiver)
+        async with JetStreamSender(nats_url, names.subject) as sender:
+            await sender.send(Event(1, "e"))
+        await asyncio.wait_for(hook.called.wait(), 10)
+        # Several more rounds of looking (one every stuck_after / 4 s): still one report.
+        await asyncio.sleep(0.5)
+        blocked.release.set()
+        await until(lambda: receiver.acknowledged == 1)
+    ((exc, subject),) = hook.calls
+    assert isinstance(exc, StuckMessage) and isinstance(exc, AsyncNexusError) and subject is receiver
+    assert exc.sequence == 1 and exc.stream == names.stream and exc.seconds >= 0.2
+    assert "message 1 of stream" in str(exc) and "timeout=" in str(exc)
+    info = await admin.jetstream().consumer_info(names.stream, "g")
+    assert info.num_ack_pending == 0 and info.num_redelivered == 0
+
+
+@pytest.mark.parametrize("bad", [0, -1, "1"])
+def test_stuck_after_is_checked(bad: Any) -> None:
+    with pytest.raises(ValueError, match="stuck_after must be a positive number"):
+        JetStreamReceiver("nats://127.0.0.1:1", "S", stuck_after=bad)
 
 
 # -- the receiver: redelivery ------------------------------------------------------------------

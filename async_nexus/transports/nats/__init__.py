@@ -9,14 +9,15 @@
 - :class:`JetStreamReceiver` is a producer in the receiving nexus. It pulls from a durable
   consumer (its ``group``), distributes each event and acknowledges the message only once
   the event has been handled; what finally failed or is no event is recorded in a
-  dead-letter stream before the message is terminated.
+  dead-letter stream before the message is terminated. The answers to requests go back
+  through a stream too (:class:`JetStreamSender`'s ``reply_subject``).
 
 Lost connections and servers restarting are retried with exponential backoff and logged
 to the ``async_nexus.nats`` logger. ``pip install 'async-nexus[nats]'`` installs nats-py,
 the only dependency.
 """
 
-from ._dead_letters import DeadLetteredMessage, MalformedMessage, UndeliverableMessage
+from ._dead_letters import DeadLetteredMessage, MalformedMessage, StuckMessage, UndeliverableMessage
 from ._receiver import JetStreamReceiver
 from ._sender import JetStreamSender
 from ._streams import StreamMismatch, ensure_stream
@@ -27,6 +28,7 @@ __all__ = [
     "JetStreamSender",
     "MalformedMessage",
     "StreamMismatch",
+    "StuckMessage",
     "UndeliverableMessage",
     "ensure_stream",
 ]

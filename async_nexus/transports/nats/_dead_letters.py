@@ -87,6 +87,32 @@ class UndeliverableMessage(DeadLetteredMessage):
         self._recorded(stream, sequence, dead_letter_subject)
 
 
+class StuckMessage(AsyncNexusError):
+    """A JetStream message held by its receiver for longer than ``stuck_after`` seconds.
+
+    Its handling has not finished: a handler may hang, or its retries wait long, or the
+    answer to a request finds no stream to go to. The receiver keeps the message alive
+    meanwhile (``in_progress``), so it is not delivered elsewhere; reported once per
+    message, to the error hook of the receiving nexus (the subject is the receiver). A
+    handler with ``timeout=`` is cut off instead, and its message follows the outcome.
+
+    :ivar stream: the stream the message was read from.
+    :ivar sequence: its sequence number there.
+    :ivar seconds: how long it had been held.
+    """
+
+    def __init__(self, stream: str, sequence: int, seconds: float) -> None:
+        super().__init__(
+            f"message {sequence} of stream {stream!r} has been held for {seconds:.1f}s and its "
+            "handling has not finished: a handler may hang, its retries wait long, or the answer "
+            "to a request has no stream to go to (see the async_nexus.nats log). Give the "
+            "handler timeout= to cut it off, or raise stuck_after above its retry waits"
+        )
+        self.stream = stream
+        self.sequence = sequence
+        self.seconds = seconds
+
+
 class DeadLetters:
     """Records messages in the dead-letter subject and only then terminates them.
 

@@ -26,6 +26,9 @@ class Held:
         self.limit = limit
         self._what = what
         self._msgs: dict[int, Msg] = {}
+        # The loop time each held message was taken at, and those reported as stuck.
+        self._taken: dict[int, float] = {}
+        self._stuck_reported: set[int] = set()
         self._room = asyncio.Event()
         self._settling: collections.deque[tuple[Msg, str]] = collections.deque()
         self._settle_waiting = asyncio.Event()
@@ -43,12 +46,26 @@ class Held:
 
     def take(self, sequence: int, msg: Msg) -> None:
         self._msgs[sequence] = msg
+        self._taken[sequence] = asyncio.get_running_loop().time()
+
+    def stuck(self, seconds: float) -> list[tuple[int, float]]:
+        """Messages held for ``seconds`` or longer and not yet reported, and how long each was held."""
+        now = asyncio.get_running_loop().time()
+        found = [
+            (sequence, now - taken)
+            for sequence, taken in self._taken.items()
+            if now - taken >= seconds and sequence not in self._stuck_reported
+        ]
+        self._stuck_reported.update(sequence for sequence, _ in found)
+        return found
 
     def settle(self, sequence: int, how: str) -> None:
         """Queue the held message ``sequence`` to be settled ``how`` (ACK, NAK or TERM)."""
         msg = self._msgs.pop(sequence, None)
         if msg is None:
             return
+        self._taken.pop(sequence, None)
+        self._stuck_reported.discard(sequence)
         self._queue(msg, how)
         self._room.set()
 
@@ -137,3 +154,5 @@ class Held:
             await stop_tasks(settler)
             self._settling.clear()
             self._msgs.clear()
+            self._taken.clear()
+            self._stuck_reported.clear()

@@ -14,8 +14,9 @@ from nats.js import api
 
 from ...codec import EventCodec
 from ...errors import BadCall, DecodeError
-from ...events import Event, EventFactory
+from ...events import CORRELATION_ID, REPLY_TO, Event, EventFactory
 from ...sources import EventProducer
+from ._answers import Answers
 from ._common import (
     UNREACHABLE,
     Backoff,
@@ -30,8 +31,8 @@ from ._common import (
     server_list,
     stop_tasks,
 )
-from ._dead_letters import DeadLetters
-from ._held import ACK, NAK, Held
+from ._dead_letters import DeadLetters, StuckMessage
+from ._held import NAK, Held
 
 
 class JetStreamReceiver(EventProducer):
@@ -75,6 +76,16 @@ class JetStreamReceiver(EventProducer):
     messages delivered more than ``max_deliveries`` times as :class:`UndeliverableMessage`.
     Receiving goes on.
 
+    A message held longer than ``stuck_after`` seconds is reported once as
+    :class:`StuckMessage`: its handler may hang.
+
+    **Requests.** An event with ``correlation-id`` and ``reply-to`` headers (a
+    :class:`JetStreamSender` with ``reply_subject`` stamps them) is distributed with a reply
+    route: its handler's answer is published to the subject ``reply-to`` names, which a
+    stream must hold, and the request is acknowledged only once the answer's publish was
+    (``Nats-Msg-Id`` of stream, group, sequence and answer: an answer published again
+    after a redelivery is stored once).
+
     Lost connections and server restarts are retried with backoff and logged to the
     ``async_nexus.nats`` logger.
 
@@ -99,6 +110,7 @@ class JetStreamReceiver(EventProducer):
     :param retry_initial: first delay after a failed call, in seconds; it doubles up to
         ``retry_max``.
     :param close_timeout: how long :meth:`close` keeps trying to settle what it holds.
+    :param stuck_after: seconds a message may be held before it is reported; ``None``: never.
     :param nats_options: passed to ``nats.connect``.
     """
 
@@ -120,6 +132,7 @@ class JetStreamReceiver(EventProducer):
         retry_initial: float = 0.05,
         retry_max: float = 2.0,
         close_timeout: float = 5.0,
+        stuck_after: float | None = 300.0,
         event_factory: EventFactory | None = None,
         **nats_options: Any,
     ) -> None:
@@ -138,6 +151,8 @@ class JetStreamReceiver(EventProducer):
             check_positive("max_deliveries", max_deliveries, integer=True)
         numbers = {"fetch_wait": fetch_wait, "ack_wait": ack_wait, "retry_initial": retry_initial,
                    "retry_max": retry_max, "close_timeout": close_timeout}  # fmt: skip
+        if stuck_after is not None:
+            numbers["stuck_after"] = stuck_after
         for name, number in numbers.items():
             check_positive(name, number)
         self.servers = server_list(servers)
@@ -155,6 +170,7 @@ class JetStreamReceiver(EventProducer):
             dead_letter_subject if dead_letter_subject is not None else f"{stream}.dead"
         )
         self.close_timeout = close_timeout
+        self.stuck_after = stuck_after
         #: The consumer's name on the server: ``group``, or a made-up one for ``group=None``.
         self.consumer = group if group is not None else f"nexus-{uuid.uuid4().hex}"
         self._backoff = (retry_initial, retry_max)
@@ -165,6 +181,10 @@ class JetStreamReceiver(EventProducer):
             self._connection, self._held, consumer=self.consumer,
             dead_letter_subject=self.dead_letter_subject, backoff=self._backoff, what=what,
             on_recorded=self._recorded,
+        )  # fmt: skip
+        self._answers = Answers(
+            self._connection, self._held, stream=stream, consumer=self.consumer,
+            backoff=self._backoff, what=what,
         )  # fmt: skip
         self._ready = asyncio.Event()
         self._subscription: Any = None
@@ -214,14 +234,25 @@ class JetStreamReceiver(EventProducer):
             raise
 
     async def _run(self) -> None:
+        watcher = None
         try:
             self._subscription, ack_wait = await self._subscribe()
             self._held.keep_alive(ack_wait / 3)
+            if self.stuck_after is not None:
+                watcher = asyncio.create_task(self._watch_stuck(self.stuck_after))
             self._ready.set()
             await self._fetch_loop(self._subscription)
         finally:
             self._ready.clear()
+            await stop_tasks(watcher)
             await self._held.stop_keeping_alive()
+
+    async def _watch_stuck(self, seconds: float) -> None:
+        """Report each message held ``seconds`` or longer, once, looking a few times as often."""
+        while True:
+            await asyncio.sleep(min(seconds / 4, 10.0))
+            for sequence, held_for in self._held.stuck(seconds):
+                await self.report(StuckMessage(self.stream, sequence, held_for))
 
     async def _subscribe(self) -> tuple[Any, float]:
         """The pull subscription, and the ``ack_wait`` its consumer has."""
@@ -341,18 +372,26 @@ class JetStreamReceiver(EventProducer):
             return
         self._held.take(sequence, msg)
         self.received += 1
+        reply = None
+        headers = event.headers
+        if headers and CORRELATION_ID in headers and REPLY_TO in headers:
+            reply = functools.partial(self._reply, sequence, headers[REPLY_TO])
         taken = await self.distribute_event(
-            event, on_dispatched=functools.partial(self._dispatched, sequence),
+            event, on_dispatched=functools.partial(self._dispatched, sequence), reply=reply,
             on_dead_letter=functools.partial(self._failed, sequence, msg),
         )  # fmt: skip
         if not taken:  # no nexus runs any more: delivered again at once, elsewhere
             self._held.settle(sequence, NAK)
 
     def _dispatched(self, sequence: int, event: Event) -> None:
-        self._held.settle(sequence, ACK)
+        self._answers.dispatched(sequence)  # acknowledged at once, or once its answers are out
 
     def _failed(self, sequence: int, msg: Msg, event: Event, exc: BaseException, attempts: int) -> None:
+        self._answers.forget(sequence)
         self._dead.handling_failed(sequence, msg, exc, attempts)
+
+    def _reply(self, sequence: int, reply_to: str, answer: Event) -> None:
+        self._answers.answer(sequence, reply_to, self.codec.encode(answer))
 
     def _recorded(self, sequence: int) -> None:
         self.dead_lettered += 1
@@ -368,7 +407,8 @@ class JetStreamReceiver(EventProducer):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.close_timeout
         await self._stop_fetching()
-        await self._dead.close(self.close_timeout)
+        await self._answers.close(max(0.0, deadline - loop.time()))
+        await self._dead.close(max(0.0, deadline - loop.time()))
         client = self._connection.client
 
         async def flush() -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import Any
 
 from ...codec import EventCodec
 from ...consumers import EventConsumer
-from ...errors import BadValue, LoopStopped
-from ...events import Event
+from ...errors import BadCall, BadValue, LoopStopped
+from ...events import CORRELATION_ID, IN_REPLY_TO, REPLY_TO, Event
 from ._common import Connection, Servers, check_positive, check_publish_subject, check_wire, server_list
 from ._publisher import Publisher
 
@@ -40,6 +41,10 @@ class JetStreamSender(EventConsumer):
 
     :param servers: a ``nats://`` URL, or a list of the cluster's URLs.
     :param subject: the subject to publish to.
+    :param reply_subject: where answers to requests sent through this sender should go: it
+        is stamped as the ``reply-to`` header of each event carrying a ``correlation-id``
+        (unless the event already names one). A stream must hold it, and a
+        :class:`JetStreamReceiver` on that stream runs in the requesting nexus.
     :param codec: the wire format; a JSON :class:`~async_nexus.codec.EventCodec` by default.
     :param wire: ``"nexus"``: the body is the codec's encoding of the event. (``"raw"``, a
         plain body for other NATS programs, is coming.)
@@ -60,6 +65,7 @@ class JetStreamSender(EventConsumer):
         servers: Servers,
         subject: str,
         *,
+        reply_subject: str | None = None,
         codec: EventCodec | None = None,
         wire: str = "nexus",
         max_buffer: int = 10_000,
@@ -72,6 +78,8 @@ class JetStreamSender(EventConsumer):
     ) -> None:
         check_publish_subject("subject", subject)
         check_wire(wire)
+        if reply_subject is not None:
+            check_publish_subject("reply_subject", reply_subject)
         for name, value in {"max_buffer": max_buffer, "max_pending_acks": max_pending_acks}.items():
             check_positive(name, value, integer=True)
         numbers = {"publish_timeout": publish_timeout, "retry_initial": retry_initial,
@@ -80,6 +88,7 @@ class JetStreamSender(EventConsumer):
             check_positive(name, number)
         self.servers = server_list(servers)
         self.subject = subject
+        self.reply_subject = reply_subject
         self.wire = wire
         self.codec = codec if codec is not None else EventCodec()
         self.close_timeout = close_timeout
@@ -112,17 +121,40 @@ class JetStreamSender(EventConsumer):
         """The ``Nats-Msg-Id`` of the ``serial``-th event this sender buffered (from 1)."""
         return self._publisher.message_id(serial)
 
+    def stamped(self, event: Any) -> Any:
+        """``event`` as it is published: a request gets the ``reply-to`` header.
+
+        A request is an event with a ``correlation-id`` header (and no ``in-reply-to``: an
+        answer is no request). One that names no ``reply-to`` yet gets a copy with
+        :attr:`reply_subject` in it; one forwarded from another process keeps its own.
+
+        :raises BadCall: a request and no ``reply_subject``.
+        """
+        headers = event.headers if isinstance(event, Event) else None
+        if headers and CORRELATION_ID in headers and REPLY_TO not in headers and IN_REPLY_TO not in headers:
+            if self.reply_subject is None:
+                raise BadCall(
+                    f"event {event.id!r} of type {event.type!r} is a request (it has a "
+                    f"{CORRELATION_ID!r} header) but JetStreamSender({self.subject!r}) has no "
+                    "reply subject to send the answer to; pass reply_subject='...' (held by a "
+                    "stream) and run a JetStreamReceiver on that stream in the requesting nexus"
+                )
+            event = copy.copy(event)
+            event.headers = {**headers, REPLY_TO: self.reply_subject}
+        return event
+
     async def handle(self, event: Any, queue: Any) -> None:
         """Encode ``event`` and buffer it for publishing, waiting while the buffer is full.
 
         :raises LoopStopped: the sender was closed.
+        :raises BadCall: a request and no ``reply_subject`` (see :meth:`stamped`).
         :raises TypeError: the codec cannot encode the event (or :class:`ValueError`, as
             :meth:`EventCodec.encode <async_nexus.codec.EventCodec.encode>` says).
         """
         publisher = self._publisher
         if publisher.closed:
             raise LoopStopped(f"JetStreamSender({self.subject!r}) is closed; it sends no more events")
-        body = self.codec.encode(event)
+        body = self.codec.encode(self.stamped(event))
         client = self._connection.client
         if client is not None and client.is_connected and len(body) > client.max_payload:
             raise BadValue(
