@@ -103,12 +103,19 @@ def tail(path: Path) -> str:
 class NatsServer:
     """One nats-server subprocess with JetStream, on a port that stays the same across restarts."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, *, config: str | None = None) -> None:
+        """``config``: the text of a configuration file the server reads (``-c``), for
+        settings without a command-line flag, such as ``max_payload``."""
         self.binary = binary
         self.port = free_port()
         self._dir = tempfile.TemporaryDirectory(prefix="nexus-nats-")
         self.data_dir = Path(self._dir.name)
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra_args: list[str] = []
+        if config is not None:
+            config_path = self.data_dir / "nats.conf"
+            config_path.write_text(config)
+            self.extra_args = ["-c", str(config_path)]
 
     @property
     def url(self) -> str:
@@ -116,7 +123,9 @@ class NatsServer:
 
     def start(self) -> NatsServer:
         store, log = self.data_dir / "store", self.data_dir / "nats.log"
-        self.process = start_nats_server(self.binary, store, self.port, log_path=log)
+        self.process = start_nats_server(
+            self.binary, store, self.port, extra_args=self.extra_args, log_path=log
+        )
         return self
 
     def log(self) -> str:

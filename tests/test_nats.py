@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import nats
@@ -433,6 +433,63 @@ async def test_a_malformed_message_is_recorded_and_the_receiver_goes_on(nats_url
     assert all(record.headers["Nexus-Reason"] for record in records)
     assert all(isinstance(error, MalformedMessage) and subject is receiver for error, subject in hook.calls)
     info = await admin.jetstream().consumer_info(names.stream, "g")
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
+@pytest.fixture(scope="module")
+def roomy_nats_url(nats_binary: str) -> Iterator[str]:
+    """A JetStream server that takes messages of up to 32 MB (the default is 1 MB)."""
+    server = NatsServer(nats_binary, config="max_payload: 33554432\n").start()
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+@pytest.mark.timeout(60)
+async def test_hostile_messages_are_dead_lettered_and_the_receiver_goes_on(roomy_nats_url: str) -> None:
+    """Published with plain nats-py: each hostile message is recorded with a reason, and a
+    good event published after it still arrives."""
+    url = roomy_nats_url
+    names = await fresh_stream(url)
+    codec = EventCodec()
+    odd_event_headers = (
+        b'{"v":1,"id":1,"type":"x","priority":0,"payload":null,"headers":{"k":[1]},"named":false}'
+    )
+    hostile = [
+        (b"\x00\xff\xfe\x80 garbage \xc3\x28" * 64, None, "not valid UTF-8"),
+        (b'"' + b"x" * (20 * 1024 * 1024) + b'"', None, "event must be an object"),
+        (b"[" * 100_000, None, "nested too deeply"),
+        (
+            odd_event_headers,
+            {"Odd-Key": "\x00\x01\x7f \u00e9 \u2713 \t tab", "X-Escape": "\x1b[31m\x7f"},
+            "event headers must map strings to strings",
+        ),
+    ]
+    hook, collector = Hook(), Collector()
+    client = await nats.connect(url)
+    try:
+        js = client.jetstream()
+        async with AsyncEventNexus() as target:
+            target.on_error(hook)
+            target.add_handler(-1, collector)
+            receiver = JetStreamReceiver(url, names.stream, group="g", dead_letter_subject=names.dead_subject)
+            target.add_producer(receiver)
+            for number, (body, headers, _) in enumerate(hostile, 1):
+                await js.publish(names.subject, body, headers=headers, timeout=10)
+                await js.publish(names.subject, codec.encode(Event(number, "good")))
+                await collector.wait(number, timeout=15)  # it goes on after each
+            records = await dead_letters(client, names, len(hostile))
+            await until(lambda: len(hook.calls) == len(hostile) and receiver.acknowledged == len(hostile))
+        info = await js.consumer_info(names.stream, "g")
+    finally:
+        await client.close()
+    assert [event.id for event in collector.events] == [1, 2, 3, 4]
+    for record, (body, _, reason), (error, subject) in zip(records, hostile, hook.calls, strict=True):
+        assert record.data == body  # the original body, 20 MB included
+        assert reason in record.headers["Nexus-Reason"]
+        assert isinstance(error, MalformedMessage) and subject is receiver and reason in error.reason
+    assert [int(record.headers["Nexus-Sequence"]) for record in records] == [1, 3, 5, 7]
     assert info.num_ack_pending == 0 and info.num_pending == 0
 
 
