@@ -227,6 +227,24 @@ async def test_a_request_is_acknowledged_only_once_its_answer_is_stored(nats_url
     assert (decoded.type, decoded.headers) == ("pong", {IN_REPLY_TO: "c1"})
 
 
+async def test_an_answer_to_a_reply_to_that_is_no_subject_is_dropped_and_the_request_handled(
+    nats_url: str, admin: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    names = await fresh_stream(nats_url)
+    codec = EventCodec()
+    js = admin.jetstream()
+    for number, reply_to in enumerate(["has space", "wild.*", "a..b"], 1):
+        headers = {CORRELATION_ID: f"c{number}", REPLY_TO: reply_to}
+        await js.publish(names.subject, codec.encode(Event(number, "ping?", 0, None, headers)))
+    receiver = JetStreamReceiver(nats_url, names.stream, group="g", dead_letter_subject=names.dead_subject)
+    async with AsyncEventNexus() as working:
+        working.add_handler("ping?", lambda event, queue: Event(event.id, "pong"))
+        working.add_producer(receiver)
+        await until(lambda: receiver.acknowledged == 3 and receiver.in_flight == 0)
+    assert caplog.text.count("which is no subject to publish to; its answer is dropped") == 3
+    assert receiver.dead_lettered == 0
+
+
 async def test_sender_stamps_reply_to_and_refuses_a_request_without_a_reply_subject(
     nats_url: str,
 ) -> None:

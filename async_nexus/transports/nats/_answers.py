@@ -17,6 +17,8 @@ import collections
 from collections.abc import Coroutine
 from typing import Any
 
+import nats.errors
+
 from ._common import UNREACHABLE, Backoff, Connection, logger, stop_tasks
 from ._held import ACK, Held
 from ._publisher import MSG_ID
@@ -47,7 +49,20 @@ class Answers:
         return task
 
     def answer(self, sequence: int, reply_to: str, body: bytes) -> None:
-        """Publish ``body``, an answer to the held request ``sequence``, to ``reply_to``."""
+        """Publish ``body``, an answer to the held request ``sequence``, to ``reply_to``.
+
+        The requester names ``reply_to``; one that is no subject to publish to is dropped
+        with an error logged, so that it does not hold up the request (the requester's
+        ``request()`` times out).
+        """
+        if not _publishable(reply_to):
+            logger.error(
+                "%s: request %d names reply-to %r, which is no subject to publish to; its answer is dropped",
+                self._what,
+                sequence,
+                reply_to,
+            )
+            return
         under_way = self._of[sequence]
         message_id = f"{self._prefix}-{sequence}-{len(under_way) + 1}"
         under_way.append(self._start(self._publish(sequence, reply_to, body, message_id)))
@@ -77,6 +92,11 @@ class Answers:
                 # request, kept alive meanwhile, is reported as stuck after stuck_after.
                 await js.publish(reply_to, body, headers={MSG_ID: message_id})
                 break
+            except nats.errors.MaxPayloadError as exc:
+                logger.error(
+                    "%s: NATS refused the answer to request %d, dropped: %s", self._what, sequence, exc
+                )
+                return
             except UNREACHABLE as exc:
                 await backoff.failed(exc)
         backoff.succeeded()
@@ -96,3 +116,14 @@ class Answers:
                 len(late),
             )
         self._of.clear()
+
+
+def _publishable(subject: str) -> bool:
+    """Whether ``subject`` names one subject, which nats-py can publish to."""
+    if not subject or any(c.isspace() for c in subject) or {"*", ">", ""} & set(subject.split(".")):
+        return False
+    try:
+        subject.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
