@@ -19,7 +19,8 @@ from typing import Any
 
 import nats.errors
 
-from ._common import UNREACHABLE, Backoff, Connection, logger, stop_tasks
+from .._retrying import stop_tasks
+from ._common import UNREACHABLE, Backoff, Connection, logger
 from ._held import ACK, Held
 from ._publisher import MSG_ID
 

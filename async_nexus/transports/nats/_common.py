@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +15,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from ...errors import BadCall, BadValue
+from .._retrying import Backoff as SharedBackoff
 
 logger = logging.getLogger("async_nexus.nats")
 
@@ -57,13 +57,6 @@ def check_stream_name(what: str, value: object) -> None:
             f"{what} must be a non-empty stream or consumer name without spaces, '.', '*', '>' "
             f"or slashes, got {value!r}"
         )
-
-
-def check_positive(name: str, value: float, *, integer: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise BadValue(f"{name} must be a positive number, got {value!r}")
-    if integer and not isinstance(value, int):
-        raise BadValue(f"{name} must be a positive int, got {value!r}")
 
 
 def check_wire(wire: str) -> None:
@@ -200,43 +193,7 @@ async def close_quietly(client: Client | None, timeout: float = 2.0) -> None:
         logger.debug("closing a NATS connection failed: %s: %s", type(exc).__name__, exc)
 
 
-async def stop_tasks(*tasks: asyncio.Task[Any] | None) -> None:
-    """Cancel ``tasks`` and wait until they have ended.
+class Backoff(SharedBackoff):
+    """Exponential backoff with jitter between attempts, logged to the NATS logger."""
 
-    The cancellation is repeated while a task runs on: ``asyncio.wait_for`` (which nats-py
-    uses around requests) can lose a cancellation that arrives as its operation completes.
-    """
-    pending = {task for task in tasks if task is not None}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.05)
-
-
-class Backoff:
-    """Exponential backoff with jitter between attempts, logged while it lasts."""
-
-    def __init__(self, what: str, initial: float, maximum: float) -> None:
-        self.what = what
-        self.initial = initial
-        self.maximum = maximum
-        self.failures = 0
-
-    async def failed(self, exc: BaseException) -> None:
-        self.failures += 1
-        delay = min(self.maximum, self.initial * 2 ** min(self.failures - 1, 30))
-        delay *= random.uniform(0.75, 1.0)
-        logger.warning(
-            "%s failed (%s: %s); attempt %d, retrying in %.2f s",
-            self.what,
-            type(exc).__name__,
-            exc or "no answer",
-            self.failures,
-            delay,
-        )
-        await asyncio.sleep(delay)
-
-    def succeeded(self) -> None:
-        if self.failures:
-            logger.info("%s works again after %d failed attempt(s)", self.what, self.failures)
-            self.failures = 0
+    log = logger

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
 
-from ._common import UNREACHABLE, logger, stop_tasks
+from .._retrying import stop_tasks
+from ._common import UNREACHABLE, logger
 
 # How a held message is settled: its method name on nats-py's Msg.
 ACK, NAK, TERM = "ack", "nak", "term"

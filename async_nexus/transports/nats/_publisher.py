@@ -11,7 +11,8 @@ import uuid
 import nats.errors
 
 from ...errors import LoopStopped
-from ._common import UNREACHABLE, Backoff, Connection, logger, stop_tasks
+from .._retrying import stop_tasks
+from ._common import UNREACHABLE, Backoff, Connection, logger
 
 # The header JetStream deduplicates by, within the stream's duplicate window.
 MSG_ID = "Nats-Msg-Id"

@@ -16,20 +16,19 @@ from ...codec import EventCodec
 from ...errors import BadCall, DecodeError
 from ...events import CORRELATION_ID, REPLY_TO, Event, EventFactory
 from ...sources import EventProducer
+from .._retrying import check_positive, stop_tasks
 from ._answers import Answers
 from ._common import (
     UNREACHABLE,
     Backoff,
     Connection,
     Servers,
-    check_positive,
     check_publish_subject,
     check_stream_name,
     check_subject,
     check_wire,
     logger,
     server_list,
-    stop_tasks,
 )
 from ._dead_letters import DeadLetters, StuckMessage
 from ._held import NAK, Held

@@ -10,7 +10,8 @@ from ...codec import EventCodec
 from ...consumers import EventConsumer
 from ...errors import BadCall, BadValue, LoopStopped
 from ...events import CORRELATION_ID, IN_REPLY_TO, REPLY_TO, Event
-from ._common import Connection, Servers, check_positive, check_publish_subject, check_wire, server_list
+from .._retrying import check_positive
+from ._common import Connection, Servers, check_publish_subject, check_wire, server_list
 from ._publisher import Publisher
 
 

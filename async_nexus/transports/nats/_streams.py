@@ -9,9 +9,9 @@ import nats.js.errors
 from nats.js import api
 
 from ...errors import BadValue
+from .._retrying import check_positive
 from ._common import (
     Servers,
-    check_positive,
     check_publish_subject,
     check_stream_name,
     check_subject,

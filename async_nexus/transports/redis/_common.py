@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import random
 import socket
 import uuid
 from collections.abc import Mapping
@@ -16,7 +14,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from ...errors import BadCall, BadValue
+from ...errors import BadCall
+from .._retrying import Backoff as SharedBackoff
 
 logger = logging.getLogger("async_nexus.redis")
 
@@ -66,54 +65,10 @@ def check_name(what: str, value: object) -> None:
         raise BadCall(f"{what} must be a non-empty str, got {value!r}")
 
 
-def check_positive(name: str, value: float, *, integer: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise BadValue(f"{name} must be a positive number, got {value!r}")
-    if integer and not isinstance(value, int):
-        raise BadValue(f"{name} must be a positive int, got {value!r}")
+class Backoff(SharedBackoff):
+    """Exponential backoff with jitter between attempts, logged to the Redis logger."""
 
-
-async def stop_tasks(*tasks: asyncio.Task[Any] | None) -> None:
-    """Cancel ``tasks`` and wait until they have ended.
-
-    The cancellation is repeated while a task runs on: on Python 3.11, ``asyncio.wait_for``
-    (which redis-py uses around socket writes) loses a cancellation that arrives just as
-    the operation it waits for completes.
-    """
-    pending = {task for task in tasks if task is not None}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.05)
-
-
-class Backoff:
-    """Exponential backoff with jitter between attempts, logged while it lasts."""
-
-    def __init__(self, what: str, initial: float, maximum: float) -> None:
-        self.what = what
-        self.initial = initial
-        self.maximum = maximum
-        self.failures = 0
-
-    async def failed(self, exc: BaseException) -> None:
-        self.failures += 1
-        delay = min(self.maximum, self.initial * 2 ** min(self.failures - 1, 30))
-        delay *= random.uniform(0.75, 1.0)
-        logger.warning(
-            "%s failed (%s: %s); attempt %d, retrying in %.2f s",
-            self.what,
-            type(exc).__name__,
-            exc,
-            self.failures,
-            delay,
-        )
-        await asyncio.sleep(delay)
-
-    def succeeded(self) -> None:
-        if self.failures:
-            logger.info("%s works again after %d failed attempt(s)", self.what, self.failures)
-            self.failures = 0
+    log = logger
 
 
 def stream_entries(response: Any) -> list[tuple[bytes, Fields]]:

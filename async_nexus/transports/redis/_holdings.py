@@ -8,7 +8,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ._common import IDS_PER_COMMAND, UNREACHABLE, Backoff, Fields, logger, stop_tasks
+from .._retrying import stop_tasks
+from ._common import IDS_PER_COMMAND, UNREACHABLE, Backoff, Fields, logger
 
 # An entry taken: its id, its fields, how many times the group has delivered it.
 Entry = tuple[bytes, Fields, int]

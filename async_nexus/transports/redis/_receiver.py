@@ -12,6 +12,7 @@ from redis.exceptions import ResponseError
 from ...codec import EventCodec
 from ...events import CORRELATION_ID, REPLY_TO, Event, EventFactory
 from ...sources import EventProducer
+from .._retrying import check_positive, stop_tasks
 from ._common import (
     EVENT_FIELD,
     UNREACHABLE,
@@ -19,11 +20,9 @@ from ._common import (
     Fields,
     check_name,
     check_options,
-    check_positive,
     connect,
     default_consumer,
     logger,
-    stop_tasks,
     stream_entries,
 )
 from ._dead_letters import DeadLetteredEntry, DeadLetters, StuckEntry, TrimmedEntry

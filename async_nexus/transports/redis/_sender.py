@@ -12,7 +12,8 @@ from ...codec import EventCodec
 from ...consumers import EventConsumer
 from ...errors import BadCall, LoopStopped
 from ...events import CORRELATION_ID, IN_REPLY_TO, REPLY_TO, Event
-from ._common import EVENT_FIELD, Fields, check_name, check_options, check_positive, connect
+from .._retrying import check_positive
+from ._common import EVENT_FIELD, Fields, check_name, check_options, connect
 from ._writer import StreamWriter
 
 

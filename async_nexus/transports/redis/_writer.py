@@ -10,7 +10,8 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 
 from ...errors import LoopStopped
-from ._common import UNREACHABLE, Backoff, Fields, logger, stop_tasks
+from .._retrying import stop_tasks
+from ._common import UNREACHABLE, Backoff, Fields, logger
 
 
 class StreamWriter:
