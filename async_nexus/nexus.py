@@ -626,6 +626,19 @@ class AsyncEventNexus(EventFactory):
         :attr:`~async_nexus.EventSource.name`; ``"ingest()"`` for direct calls,
         ``"secondary"`` for handlers' events).
 
+        Also: ``state`` (the :class:`NexusState`'s name), ``handled`` (in total and per
+        type: dispatched events whose handling is over and that were not filtered,
+        unhandled or failed), ``registrations`` (one dict per handler, in registration
+        order: its ``type``, ``handler`` name, ``concurrency``, ``in_flight`` — events its
+        concurrent handler holds now, ``None`` for a handler the loop runs itself — and the
+        name of its ``key`` function or ``None``), ``longest_loop_stall`` (the longest time
+        the watchdog's heartbeat waited for the event loop, in seconds: a lower bound of the
+        longest time some code held the loop; it looks every half ``slow_callback_warning``,
+        so shorter holds may go unseen, and stays 0.0 without a watchdog) and, with a
+        journal, ``journal``: :meth:`SqliteJournal.stats()
+        <async_nexus.journal.SqliteJournal.stats>` and ``bytes``, the size of its file and
+        its write-ahead log.
+
         >>> AsyncEventNexus().stats()["dispatched"]
         0
         """
@@ -638,6 +651,8 @@ class AsyncEventNexus(EventFactory):
             self._scheduler,
             self._feeds,
             self._keeper,
+            self._watchdog,
+            state=self._life.state.name,
             uptime=self._uptime(),
         )
 

@@ -23,6 +23,7 @@ import selectors
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from .errors import BadValue
@@ -58,6 +59,9 @@ class Watchdog:
         self.threshold = check_threshold(threshold)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        #: The longest time, in seconds, a heartbeat of the watchdog waited for the loop to
+        #: run it: how long the loop was held at least (0.0 until a hold is seen).
+        self.longest_stall = 0.0
 
     def start(self) -> None:
         """Start watching the running loop (nothing when the threshold is ``None``)."""
@@ -65,11 +69,16 @@ class Watchdog:
             return
         self._stopping = threading.Event()
         self._thread = threading.Thread(
-            target=_Watch(self.threshold, asyncio.get_running_loop(), self._stopping).run,
+            target=_Watch(self.threshold, asyncio.get_running_loop(), self._stopping, self._stalled).run,
             name="async_nexus watchdog",
             daemon=True,
         )
         self._thread.start()
+
+    def _stalled(self, seconds: float) -> None:
+        # Called in the loop's thread, by the heartbeat: the only writer.
+        if seconds > self.longest_stall:
+            self.longest_stall = seconds
 
     def stop(self) -> None:
         """Stop watching; returns once the thread has ended."""
@@ -82,8 +91,15 @@ class Watchdog:
 class _Watch:
     """The watchdog thread's work: one per run of the loop."""
 
-    def __init__(self, threshold: float, loop: asyncio.AbstractEventLoop, stopping: threading.Event) -> None:
+    def __init__(
+        self,
+        threshold: float,
+        loop: asyncio.AbstractEventLoop,
+        stopping: threading.Event,
+        stalled: Callable[[float], None],
+    ) -> None:
         self.threshold = threshold
+        self.stalled = stalled
         self.loop = loop
         self.loop_thread = threading.get_ident()  # constructed in the loop's thread
         self.stopping = stopping
@@ -103,7 +119,7 @@ class _Watch:
                 since, warned = time.monotonic(), False
                 answered.clear()
                 try:
-                    self.loop.call_soon_threadsafe(answered.set)
+                    self.loop.call_soon_threadsafe(self.beat, answered, time.monotonic())
                 except RuntimeError:
                     return  # the loop is closed
                 continue
@@ -114,6 +130,11 @@ class _Watch:
             elif not warned and held >= self.threshold:
                 warned = True
                 self.warn(suspect, held)
+
+    def beat(self, answered: threading.Event, sent: float) -> None:
+        """The heartbeat, run by the loop: how late it runs is how long the loop was held."""
+        answered.set()
+        self.stalled(time.monotonic() - sent)
 
     def culprit(self) -> FrameType | None:
         """The outermost frame of the innermost run of frames outside the loop's machinery."""

@@ -63,7 +63,10 @@ async def test_stats_per_type_and_per_source() -> None:
         "unhandled": 0,
         "failed": 0,
         "in_flight": 0,
+        "handled": 2,
     }
+    assert stats["handled"] == 9 - 1 - 1 - 1  # less the filtered, unhandled and failed
+    assert stats["by_type"]["bad"]["handled"] == 0
     assert stats["by_type"]["spam"]["filtered"] == 1
     assert stats["by_type"]["bad"]["failed"] == 1
     assert stats["by_type"]["nobody"]["unhandled"] == 1
@@ -108,3 +111,72 @@ async def test_types_past_the_route_limit_are_routed_right_and_counted_together(
     assert set(by_type) == {"a", "b", "(other types)"}
     assert by_type["(other types)"]["dispatched"] == 4
     assert nexus.stats()["dispatched"] == 7
+
+
+async def test_stats_state_and_registrations_with_what_their_lanes_hold() -> None:
+    nexus = AsyncEventNexus()
+    release = asyncio.Event()
+    started: list[int] = []
+
+    async def slow(event: Event, queue: Any) -> None:
+        started.append(event.id)
+        await release.wait()
+
+    def by_user(event: Event) -> object:
+        return event.payload
+
+    def ranged(event: Event, queue: Any) -> None:
+        pass
+
+    nexus.add_handler("order", slow, concurrency=4, key=by_user)
+    nexus.add_handler((10, 20), ranged)
+    assert nexus.stats()["state"] == "READY"
+    async with nexus:
+        try:
+            for i in range(3):
+                await nexus.ingest(Event(i, "order", payload=f"user{i}"))
+            while len(started) < 3:
+                await asyncio.sleep(0.01)
+            stats = nexus.stats()
+        finally:
+            release.set()
+        await asyncio.wait_for(nexus.join(), 5)
+        after = nexus.stats()
+    assert stats["state"] == "LOOPING"
+    assert stats["registrations"] == [
+        {
+            "type": "order",
+            "handler": slow.__qualname__,
+            "concurrency": 4,
+            "in_flight": 3,
+            "key": by_user.__qualname__,
+        },
+        {"type": [10, 20], "handler": ranged.__qualname__, "concurrency": 1, "in_flight": None, "key": None},
+    ]
+    assert stats["by_type"]["order"]["in_flight"] == 3
+    assert after["registrations"][0]["in_flight"] == 0
+    assert after["by_type"]["order"]["handled"] == 3
+    assert nexus.stats()["state"] == "STOPPED"
+
+
+async def test_stats_longest_loop_stall_names_how_long_a_handler_held_the_loop() -> None:
+    import time
+
+    nexus = AsyncEventNexus(slow_callback_warning=0.05)
+    nexus.add_handler("block", lambda e, q: time.sleep(0.4))
+    assert nexus.stats()["longest_loop_stall"] == 0.0
+    async with nexus:
+        await nexus.ingest(Event(1, "block"))
+        await asyncio.wait_for(nexus.join(), 5)
+    # The watchdog looks every 25 ms, so it sees the hold from at most that after it began.
+    assert 0.3 <= nexus.stats()["longest_loop_stall"] < 5
+
+
+async def test_stats_of_a_journal_give_its_size_in_bytes(tmp_path: Any) -> None:
+    nexus = AsyncEventNexus(journal=tmp_path / "events.db")
+    nexus.add_handler("x", lambda e, q: None)
+    async with nexus:
+        await nexus.ingest(Event(1, "x", payload="y" * 10_000))
+        await asyncio.wait_for(nexus.join(), 5)
+        journal = nexus.stats()["journal"]
+    assert journal["bytes"] >= 10_000  # the payload went through the file (or its log)

@@ -244,6 +244,21 @@ class Router:
                 found.setdefault(id(handler), handler)
         return list(found.values())
 
+    def registrations(self) -> list[tuple[object, object, Callable[..., Any], bool | None]]:
+        """``(type, handler, function, is_async)`` of every handler, in registration order per type.
+
+        ``type`` is the registered int or str, or a ``(start, end)`` range; ``function`` and
+        ``is_async`` are what runs it (a lane when ``is_async`` is ``None``).
+        """
+        found: list[tuple[object, object, Callable[..., Any], bool | None]] = []
+        for spec, entries in [
+            *self._exact.items(),
+            *(((r.start, r.end), r.entries) for r in self._ranges),
+            *((p.pattern, p.entries) for p in self._patterns),
+        ]:
+            found += [(spec, handler, function, is_async) for handler, function, is_async in entries]
+        return found
+
     def clear(self) -> None:
         """Forget every filter and handler."""
         self._filters.clear()
