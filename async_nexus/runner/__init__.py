@@ -26,6 +26,7 @@ this module is the command line, and the one place to import all of them from.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -81,6 +82,15 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, not {text}")
     return value
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, colon, port = text.rpartition(":")
+    if not colon:
+        host = "127.0.0.1"
+    elif not host:
+        raise argparse.ArgumentTypeError(f"no host before the colon in {text!r}; write HOST:PORT or PORT")
+    return host.strip("[]"), _port(port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +191,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST",
         help="address the metrics endpoint listens on (default: 127.0.0.1)",
     )
+    run.add_argument(
+        "--console",
+        type=_address,
+        metavar="[HOST:]PORT",
+        help=(
+            "serve the live console (a page of counts, charts and dead letters, and its JSON API) "
+            "at http://HOST:PORT/; HOST is 127.0.0.1 unless given, and any other address needs "
+            "--console-token (port 0 picks a free port and logs it)"
+        ),
+    )
+    run.add_argument(
+        "--console-token",
+        metavar="TOKEN",
+        help=(
+            "a secret of at least 16 characters that every console request must carry (open "
+            "/?token=TOKEN in a browser); the environment variable ASYNC_NEXUS_CONSOLE_TOKEN "
+            "gives it without showing it to other users of ps"
+        ),
+    )
+    run.add_argument(
+        "--console-readonly",
+        action="store_true",
+        help="show the console without its buttons and refuse every change through it",
+    )
     return parser
 
 
@@ -189,6 +223,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     error_prefix = f"{parser.prog} {args.command}: error:"
+    token = args.console_token or os.environ.get("ASYNC_NEXUS_CONSOLE_TOKEN") or None
+    if args.console is None and (args.console_token or args.console_readonly):
+        print(
+            f"{error_prefix} --console-token and --console-readonly go with --console [HOST:]PORT",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if args.metrics_port is not None:
         try:
             import prometheus_client  # noqa: F401
@@ -226,6 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics_port=args.metrics_port,
             metrics_host=args.metrics_host,
             trace=args.trace,
+            console=args.console,
+            console_token=token,
+            console_readonly=args.console_readonly,
         )
     except UsageError as exc:
         cause = exc.__cause__

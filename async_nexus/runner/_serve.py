@@ -15,6 +15,7 @@ from typing import Any
 
 from .._tasks import stop_on_signals
 from ..domains import NexusGroup
+from ..errors import BadValue
 from ..nexus import AsyncEventNexus, NexusState
 from ._target import TargetError, UsageError, build_nexuses
 
@@ -70,6 +71,9 @@ async def serve(
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
     trace: bool = False,
+    console: tuple[str, int] | None = None,
+    console_token: str | None = None,
+    console_readonly: bool = False,
 ) -> int:
     """Build the nexus (or nexuses) from ``factory`` and run it until it stops; return the exit code.
 
@@ -80,12 +84,17 @@ async def serve(
     says so and the stats lines stop; the nexus runs on); ``metrics_port`` serves them as Prometheus
     metrics on ``metrics_host`` (port ``0`` picks a free port, which is logged). ``trace``
     traces each dispatch with OpenTelemetry (:func:`async_nexus.tracing.instrument`).
+    ``console`` is ``(host, port)`` to serve the live console at
+    (:func:`async_nexus.console.serve_console`, with ``console_token`` and
+    ``console_readonly``); it is closed once the nexuses have stopped.
 
     A factory that gives several nexuses (see :func:`build_nexuses`) has them run as a
     :class:`~async_nexus.NexusGroup`: started in the order given, stopped in reverse; stats
     lines and metrics carry each one's name.
 
     :raises TargetError: ``factory`` did not give a nexus.
+    :raises UsageError: the console's options cannot work (a non-loopback address without a
+        token, a token too short).
     """
     try:
         nexuses = await build_nexuses(factory, name=name)
@@ -125,6 +134,26 @@ async def serve(
                 register_nexuses(nexuses, server.registry)
             closers.append(server.close)
             logger.info("serving Prometheus metrics on %s", server.url)
+        if console is not None:
+            from ..console import serve_console
+
+            host, port = console
+            try:
+                console_server = await serve_console(
+                    nexuses, host=host, port=port, token=console_token, readonly=console_readonly
+                )
+            except BadValue as exc:
+                raise UsageError(f"--console: {exc}") from None
+            except OSError as exc:
+                logger.error("cannot serve the console on %s port %d: %s", host, port, exc)
+                return EXIT_FAILED
+            closers.append(console_server.close)
+            logger.info(
+                "serving the console on %s%s%s",
+                console_server.url,
+                " (with a token: open /?token=TOKEN)" if console_token else "",
+                ", read-only" if console_readonly else "",
+            )
         if stats_interval is not None:
             helpers.append(asyncio.create_task(_log_stats(nexuses, stats_interval), name="async_nexus stats"))
         return await _run_until_signalled(nexuses, name=name)

@@ -1,0 +1,131 @@
+"""The dead letters of the nexuses a console shows, as JSON, and what its buttons do to them."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol, cast
+
+from ..nexus import AsyncEventNexus
+from ._http import HttpError
+
+# Internal: the console's server answers with these.
+__all__: list[str] = []
+
+#: Characters of a payload shown in the table; the rest is cut, and the cut said.
+PREVIEW_CHARS = 300
+#: The most dead letters one listing returns.
+MAX_LIMIT = 1000
+
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def preview(payload: object) -> str:
+    """A readable text of ``payload``: JSON where it can be, ``repr()`` where not; cut when large."""
+    try:
+        text = json.dumps(payload, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(payload)
+    if len(text) > PREVIEW_CHARS:
+        text = f"{text[:PREVIEW_CHARS]}… ({len(text) - PREVIEW_CHARS} more characters)"
+    return text
+
+
+def as_json(nexus_name: str, letter: Any) -> dict[str, Any]:
+    """One dead letter as the API lists it."""
+    event = letter.event
+    return {
+        "id": letter.id,
+        "nexus": nexus_name,
+        "event_id": event.id,
+        "type": event.type,
+        "priority": event.priority,
+        "headers": dict(event.headers or {}),
+        "payload": preview(event.payload),
+        "reason": letter.reason,
+        "exception": letter.exception,
+        "message": letter.message,
+        "attempts": letter.attempts,
+        "handler": letter.handler,
+        "when": letter.when,
+    }
+
+
+class _Keeper(Protocol):
+    # The nexus's dead-letter methods (PENDING: called directly once they are on this branch).
+    async def dead_letters(self, *, limit: int = 100, event_type: int | str | None = None) -> list[Any]: ...
+    async def replay_dead_letters(self, ids: Iterable[int] | None = None, *, all: bool = False) -> int: ...
+    async def delete_dead_letters(self, ids: Iterable[int] | None = None, *, all: bool = False) -> int: ...
+
+
+class DeadLetters:
+    """Lists, replays and deletes the dead letters of the nexuses by name."""
+
+    def __init__(self, nexuses: Mapping[str, AsyncEventNexus]) -> None:
+        self.nexuses = nexuses
+
+    async def listing(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """``GET /api/dead-letters``: ``limit`` (per nexus), ``type`` and ``nexus`` from the query."""
+        limit_text = _one(query, "limit") or "100"
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+            raise HttpError(400, f"limit is a whole number from 1 to {MAX_LIMIT}, not {limit_text[:40]!r}")
+        type_text = _one(query, "type")
+        # The query string has no types: a type written as an integer is the int type.
+        event_type: int | str | None = type_text
+        if type_text is not None and _INTEGER.fullmatch(type_text):
+            event_type = int(type_text)
+        found: list[dict[str, Any]] = []
+        for name, nexus in self._chosen(_one(query, "nexus")).items():
+            letters = await cast(_Keeper, nexus).dead_letters(limit=int(limit_text), event_type=event_type)
+            found += [as_json(name, letter) for letter in letters]
+        found.sort(key=lambda letter: -letter["when"])
+        return found
+
+    async def act(self, action: str, body: object) -> int:
+        """``POST /api/dead-letters/replay`` or ``/delete``: how many were replayed or deleted."""
+        if not isinstance(body, dict):
+            raise HttpError(400, 'the body is a JSON object: {"ids": [1, 2]} or {"all": true}')
+        unknown = set(body) - {"ids", "all", "nexus"}
+        if unknown:
+            raise HttpError(400, f"unknown keys {sorted(unknown)}; the body takes ids, all and nexus")
+        every = body.get("all", False)
+        ids = body.get("ids")
+        if not isinstance(every, bool):
+            raise HttpError(400, f"all is true or false, not {every!r}")
+        if every == (ids is not None):
+            raise HttpError(400, 'give either "ids": [...] or "all": true, not both and not neither')
+        nexus_name = body.get("nexus")
+        if nexus_name is not None and not isinstance(nexus_name, str):
+            raise HttpError(400, f"nexus is the name of a nexus, not {nexus_name!r}")
+        chosen = self._chosen(nexus_name)
+        if ids is not None:
+            if not isinstance(ids, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in ids
+            ):
+                raise HttpError(400, "ids is a list of the dead letters' ids (whole numbers)")
+            if len(chosen) > 1:
+                raise HttpError(
+                    400,
+                    f"ids are per nexus, and this console shows {len(chosen)}; say which with "
+                    f'"nexus": one of {sorted(chosen)}',
+                )
+        done = 0
+        for nexus in chosen.values():
+            if action == "replay":
+                done += await cast(_Keeper, nexus).replay_dead_letters(ids, all=every)
+            else:
+                done += await cast(_Keeper, nexus).delete_dead_letters(ids, all=every)
+        return done
+
+    def _chosen(self, name: str | None) -> Mapping[str, AsyncEventNexus]:
+        if name is None:
+            return self.nexuses
+        if name not in self.nexuses:
+            raise HttpError(400, f"no nexus named {name!r} here; the nexuses are {sorted(self.nexuses)}")
+        return {name: self.nexuses[name]}
+
+
+def _one(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
