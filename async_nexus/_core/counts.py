@@ -6,6 +6,7 @@ from typing import Any
 
 from ..schedule import Scheduler
 from .admission import Admission
+from .dead_letters import DeadLetters
 from .dispatch import Dispatcher
 from .feeds import Feeds
 from .keeper import Keeper
@@ -26,6 +27,7 @@ def snapshot(
     scheduler: Scheduler,
     feeds: Feeds,
     keeper: Keeper | None,
+    dead_letters: DeadLetters,
     *,
     uptime: float,
 ) -> dict[str, Any]:
@@ -47,6 +49,7 @@ def snapshot(
         "ingested": ingested,
         **totals,
         "errors": outcomes.errors,
+        "dead_letters": dead_letters.count(),
         "scheduled": len(scheduler.events),
         "retrying": scheduler.retrying,
         "queued": len(queue),
