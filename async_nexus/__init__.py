@@ -10,6 +10,7 @@ from .consumers import (
     GenericHandler,
     create_handler_coro,
 )
+from .dead_letters import DeadLetter
 from .domains import NexusGroup, run_all
 from .events import Event, EventFactory, EventTypeID, NamedEvent, NamedEventTypeVar
 from .filetail import FileTail
@@ -24,6 +25,7 @@ __version__ = "2.0.0"
 __all__ = [
     "AsyncEventBoundary",
     "AsyncEventNexus",
+    "DeadLetter",
     "Event",
     "EventConsumer",
     "EventConverter",

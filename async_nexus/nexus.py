@@ -16,12 +16,13 @@ import datetime as dt
 import logging
 import os
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
 from ._core.admission import Admission, Door
 from ._core.asking import RequestReply
 from ._core.counts import snapshot
+from ._core.dead_letters import DeadLetters, held_store
 from ._core.dispatch import Dispatcher
 from ._core.feeds import Feeds
 from ._core.items import DispatchTracer, ErrorHook, ReplyRoute
@@ -34,6 +35,7 @@ from ._core.requests import Requests
 from ._core.routing import Router, TypeSpec
 from ._tasks import stop_on_signals
 from .consumers import HandlerLike, as_callable, close_consumers
+from .dead_letters import DeadLetter
 from .errors import BadCall, BadValue, InvalidLoopState
 from .events import Event, EventFactory
 from .journal import SqliteJournal
@@ -74,13 +76,15 @@ class AsyncEventNexus(EventFactory):
     :param journal: keep every accepted event on disk until its handling is over (handled,
         or handed to the dead letters), and dispatch what was kept at the next start: a
         path (``str`` or ``os.PathLike``) or a :class:`~async_nexus.journal.SqliteJournal`.
-        ``await ingest()`` then returns once the event is durable.
+        ``await ingest()`` then returns once the event is durable. The journal keeps the
+        :meth:`dead letters <dead_letters>` too.
     """
 
     __slots__ = (
         "_life", "_queue", "_doorbell", "_router", "_requests", "_scheduler", "_outcomes",
         "_keeper", "_admission", "_dispatcher", "_feeds", "_registrations", "_asking",
         "_watchdog", "_drain_timeout", "_deadline", "_task", "_started_at", "_stopped_at",
+        "_dead_letters",
     )  # fmt: skip
 
     READY = NexusState.READY
@@ -113,11 +117,14 @@ class AsyncEventNexus(EventFactory):
         self._router = router = Router(multiple=multiple)
         self._requests = requests = Requests()
         self._scheduler = scheduler = Scheduler()
-        self._outcomes = outcomes = Outcomes(router, life, fail_fast=fail_fast)
-        self._keeper = keeper = None if journal is None else Keeper(as_journal(journal), outcomes.notify)
+        journal = None if journal is None else as_journal(journal)
+        store = held_store(journal)
+        self._outcomes = outcomes = Outcomes(router, life, store.keep, fail_fast=fail_fast)
+        self._keeper = keeper = None if journal is None else Keeper(journal, outcomes.notify)
         self._admission = admission = Admission(
             queue, life, doorbell, requests, router, scheduler, keeper, max_chain=max_chain
         )
+        self._dead_letters = DeadLetters(store, admission, None if keeper is None else keeper.durable)
         self._dispatcher = dispatcher = Dispatcher(
             queue, doorbell, router, requests, admission, outcomes, life, scheduler
         )
@@ -428,6 +435,61 @@ class AsyncEventNexus(EventFactory):
         self._outcomes.set_dead_letter_hook(callback)
         return callback
 
+    # -- dead letters ---------------------------------------------------------------
+
+    async def dead_letters(
+        self, *, limit: int = 100, event_type: int | str | None = None
+    ) -> list[DeadLetter]:
+        """The dead letters kept, newest first: at most ``limit``, only of ``event_type`` if given.
+
+        Each event whose handling finally failed (see :meth:`on_dead_letter`) is kept as a
+        :class:`~async_nexus.DeadLetter`: with a journal, in the journal file (written in the
+        transaction that removes the event, kept across restarts, at most
+        ``SqliteJournal(..., dead_letters_max=)``, 10,000 by default, the oldest going
+        first); without one, the last 1,000 in memory, lost when the process ends. With
+        ``multiple=True``, each registration that finally fails on an event makes one.
+
+        >>> async def main():
+        ...     async with AsyncEventNexus() as nexus:
+        ...         nexus.on_error(lambda exc, subject: None)  # no log line here
+        ...         await nexus.ingest(Event(7, "nobody.handles.this"))
+        ...         await nexus.join()
+        ...         [letter] = await nexus.dead_letters()
+        ...         print(letter.event.id, letter.reason, letter.exception)
+        >>> asyncio.run(main())
+        7 unhandled UnhandledEvent
+
+        :raises BadCall: ``limit`` is not an int >= 0, or ``event_type`` not an int or str;
+            with a journal, also once the nexus has stopped (its journal is closed).
+        :raises JournalError: what the journal had staged could not be written.
+        """
+        return await self._dead_letters.list(limit, event_type)
+
+    async def replay_dead_letters(self, ids: Iterable[int] | None = None, *, all: bool = False) -> int:
+        """Send the dead letters ``ids`` (or ``all=True``: every one) back into the queue.
+
+        Each goes back as the same event (id, type, priority, payload, headers) with the
+        header :data:`~async_nexus.dead_letters.REPLAYED` (``"replayed"``) set to how many
+        times it has been replayed: ``"1"`` the first time. It enters like an ``ingest()``
+        (open until :meth:`stop`), past the queue's bound, and its dead letter is removed in
+        the same step; with a journal, the event's new row and that removal are written in
+        one transaction, and this returns once they are durable. An event that fails again
+        becomes a dead letter again. Ids that name no dead letter are skipped.
+
+        :returns: how many went back into the queue.
+        :raises BadCall: neither ``ids`` nor ``all=True`` was passed, or both.
+        :raises LoopStopped: the nexus was stopped; nothing was replayed.
+        """
+        return await self._dead_letters.replay(ids, all)
+
+    async def delete_dead_letters(self, ids: Iterable[int] | None = None, *, all: bool = False) -> int:
+        """Forget the dead letters ``ids`` (or ``all=True``: every one); unknown ids are skipped.
+
+        :returns: how many were removed.
+        :raises BadCall: neither ``ids`` nor ``all=True`` was passed, or both.
+        """
+        return await self._dead_letters.delete(ids, all)
+
     def add_converter(self, converter: SimpleEventConverter) -> None:
         """Pull events from ``converter`` with a pump task of its own while the loop runs."""
         self._registrations.add_converter(converter)
@@ -624,7 +686,8 @@ class AsyncEventNexus(EventFactory):
         ``uptime`` (seconds the loop has run), ``by_type`` (the per-event counts for each
         type) and ``by_source`` (events accepted from each source, by its
         :attr:`~async_nexus.EventSource.name`; ``"ingest()"`` for direct calls,
-        ``"secondary"`` for handlers' events).
+        ``"secondary"`` for handlers' events), ``dead_letters`` (how many
+        :meth:`dead letters <dead_letters>` are kept now).
 
         Also: ``state`` (the :class:`NexusState`'s name), ``handled`` (in total and per
         type: dispatched events whose handling is over and that were not filtered,
@@ -652,6 +715,7 @@ class AsyncEventNexus(EventFactory):
             self._feeds,
             self._keeper,
             self._watchdog,
+            self._dead_letters,
             state=self._life.state.name,
             uptime=self._uptime(),
         )

@@ -88,6 +88,8 @@ class Door(enum.Enum):
     SECONDARY = ("a secondary event", Gate.HANDLERS, Room.PAST_THE_BOUND)
     #: An answer to a request of this nexus that came too late, or twice: dispatched as any event.
     LATE_ANSWER = ("an answer that no request waits for", Gate.ALWAYS, Room.PAST_THE_BOUND)
+    #: A dead letter sent back: accepted once already, so it never waits or is refused for room.
+    REPLAY = ("replay_dead_letters()", Gate.INGEST, Room.PAST_THE_BOUND)
 
     def __init__(self, what: str, gate: Gate, room: Room) -> None:
         self.what, self.gate, self.room = what, gate, room
@@ -240,7 +242,11 @@ class Admission:
 
     # -- the steps ------------------------------------------------------------------
 
-    def _check(self, event: Any, door: Door, depth: int) -> None:
+    def check_gate(self, door: Door) -> None:
+        """Step 1 alone, for a caller that must know before it gathers its events.
+
+        :raises LoopStopped: the lifecycle no longer lets this door's callers in.
+        """
         life = self._life
         gate = door.gate
         if gate is Gate.INGEST:
@@ -253,6 +259,9 @@ class Admission:
             allowed = True
         if not allowed:
             raise life.refusal(f"{door.what} refused")
+
+    def _check(self, event: Any, door: Door, depth: int) -> None:
+        self.check_gate(door)
         if not isinstance(event, Event):
             require_event(event, f"{door.what} must be")
         if door is Door.SECONDARY:

@@ -9,6 +9,7 @@ from ..consumers import describe
 from ..schedule import Scheduler
 from ..watchdog import Watchdog
 from .admission import Admission
+from .dead_letters import DeadLetters
 from .dispatch import Dispatcher
 from .feeds import Feeds
 from .keeper import Keeper
@@ -31,6 +32,7 @@ def snapshot(
     feeds: Feeds,
     keeper: Keeper | None,
     watchdog: Watchdog,
+    dead_letters: DeadLetters,
     *,
     state: str,
     uptime: float,
@@ -53,6 +55,7 @@ def snapshot(
         "ingested": ingested,
         **totals,
         "errors": outcomes.errors,
+        "dead_letters": dead_letters.count(),
         "scheduled": len(scheduler.events),
         "retrying": scheduler.retrying,
         "queued": len(queue),

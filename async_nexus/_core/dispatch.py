@@ -204,7 +204,7 @@ class Dispatcher:
                         if result is not None:
                             await self.emit_result(result, current)
                     except Exception as exc:
-                        await fail(exc, event)
+                        await fail(exc, event, function)
                 elif route.handlers:
                     current = await self._run_each(route, event, current)
                 else:
@@ -265,7 +265,7 @@ class Dispatcher:
                 if result is not None:
                     await self.emit_result(result, item)
             except Exception as exc:
-                await self.fail(exc, event)
+                await self.fail(exc, event, function)
         return item
 
     async def _retry(self, item: Item) -> None:
@@ -292,7 +292,7 @@ class Dispatcher:
                 if result is not None:
                     await self.emit_result(result, item)
         except Exception as exc:
-            await self.fail(exc, event)
+            await self.fail(exc, event, function)
         finally:
             ATTEMPT.reset(token)
             self.span = None
@@ -360,13 +360,14 @@ class Dispatcher:
         """Report a failure in the loop's dispatch of ``subject``."""
         await self.outcomes.report(exc, subject, self.current, self._traced(None))
 
-    async def fail(self, exc: BaseException, event: Event) -> None:
-        """The loop's handling of ``event`` finally failed: it is a dead letter."""
-        await self.outcomes.fail(exc, event, self.current, self._traced(None))
+    async def fail(self, exc: BaseException, event: Event, runner: object = None) -> None:
+        """The loop's handling of ``event`` by ``runner`` (``None``: no handler took it)
+        finally failed: it is a dead letter."""
+        await self.outcomes.fail(exc, event, self.current, self._traced(None), runner)
 
-    async def fail_in_lane(self, exc: BaseException, event: Event, item: Item | None) -> None:
+    async def fail_in_lane(self, exc: BaseException, event: Event, item: Item | None, lane: object) -> None:
         """A concurrent handler's handling of ``event`` finally failed: it is a dead letter."""
-        await self.outcomes.fail(exc, event, item, item.span if item is not None else None)
+        await self.outcomes.fail(exc, event, item, item.span if item is not None else None, lane)
 
     # -- lanes, joiners, the stop ---------------------------------------------------
 

@@ -114,7 +114,7 @@ class Lane:
             if result is not None:
                 await dispatcher.emit_result(result, item)
         except Exception as exc:
-            await dispatcher.fail_in_lane(exc, event, item)
+            await dispatcher.fail_in_lane(exc, event, item, self)
         # Only when the handler ran to its end: an event whose handler was cancelled (a
         # hard stop) was not handled, so nothing that follows a dispatch (an ack) happens.
         if item is not None:

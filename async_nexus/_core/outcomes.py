@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import UnhandledEvent
 from ..events import Event
 from ..policy import ATTEMPT
+from .dead_letters import Draft, draft
 from .items import DispatchTracer, ErrorHook, Item, log_error
 from .lifecycle import Lifecycle
 from .routing import Router
@@ -33,10 +34,19 @@ Traced = tuple[DispatchTracer, Any]
 class Outcomes:
     """The failures of one nexus: counts, the error hook, the dead-letter hook, fail_fast."""
 
-    __slots__ = ("error_hook", "dead_letter", "fail_fast", "failure", "errors", "_router", "_life")
+    __slots__ = ("error_hook", "dead_letter", "fail_fast", "failure", "errors", "_router", "_life", "_keep")
 
-    def __init__(self, router: Router, lifecycle: Lifecycle, *, fail_fast: bool) -> None:
+    def __init__(
+        self,
+        router: Router,
+        lifecycle: Lifecycle,
+        keep: Callable[[Draft, Item | None], None],
+        *,
+        fail_fast: bool,
+    ) -> None:
         self._router, self._life = router, lifecycle
+        #: Where each dead letter is kept: ``keep(draft, item)``.
+        self._keep = keep
         self.error_hook: ErrorHook = log_error
         self.dead_letter: Callable[[Event, BaseException], Any] | None = None
         self.fail_fast = fail_fast
@@ -57,11 +67,24 @@ class Outcomes:
         """Halt at the next failure (true), or report it and go on (false)."""
         self.fail_fast = fail_fast
 
-    async def fail(self, exc: BaseException, event: Event, item: Item | None, traced: Traced | None) -> None:
-        """Handling ``event`` (of ``item``) finally failed: report it, and it is a dead letter."""
+    async def fail(
+        self,
+        exc: BaseException,
+        event: Event,
+        item: Item | None,
+        traced: Traced | None,
+        runner: object = None,
+    ) -> None:
+        """Handling ``event`` (of ``item``) by ``runner`` (what runs the handler; ``None`` if
+        no handler took it) finally failed: report it, and it is a dead letter."""
+        attempts = ATTEMPT.get()
         if item is not None and item.failure is None:
-            item.failure = (exc, ATTEMPT.get())
+            item.failure = (exc, attempts)
         await self.report(exc, event, item, traced)
+        try:
+            self._keep(draft(event, exc, attempts, self._handler_name(runner)), item)
+        except Exception as keep_exc:  # the event's handling is over all the same
+            await self.notify(keep_exc, event)
         if self.dead_letter is not None:
             try:
                 result = self.dead_letter(event, exc)
@@ -69,6 +92,15 @@ class Outcomes:
                     await result
             except Exception as hook_exc:
                 await self.notify(hook_exc, self.dead_letter)
+
+    def _handler_name(self, runner: object) -> str | None:
+        if runner is None:
+            return None
+        handler = self._router.handler_of(runner)
+        if handler is None:
+            handler = runner
+        name = getattr(handler, "__qualname__", None)
+        return name if isinstance(name, str) else type(handler).__qualname__
 
     async def report(
         self, exc: BaseException, subject: Any, item: Item | None, traced: Traced | None

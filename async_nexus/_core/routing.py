@@ -220,6 +220,15 @@ class Router:
                 self._patterns = [p for p in self._patterns if p.entries]
         self._resolve_again()
 
+    def handler_of(self, runner: object) -> object | None:
+        """The handler registered with ``runner`` (what runs it), or None if none is now."""
+        ranges, patterns = (r.entries for r in self._ranges), (p.entries for p in self._patterns)
+        for entries in (*self._exact.values(), *ranges, *patterns):
+            for handler, function, _ in entries:
+                if function is runner:
+                    return handler
+        return None
+
     def add_filter(self, filter: object) -> None:
         """Append ``filter`` to the filters; see :meth:`AsyncEventNexus.add_filter`."""
         function, is_async = as_callable(filter, "filter")

@@ -36,6 +36,7 @@ REASONS = {
     408: "Request Timeout",
     411: "Length Required",
     413: "Content Too Large",
+    409: "Conflict",
     415: "Unsupported Media Type",
     421: "Misdirected Request",
     431: "Request Header Fields Too Large",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol, cast
+from collections.abc import Mapping
+from typing import Any
 
+from ..dead_letters import DeadLetter
+from ..errors import BadCall
 from ..nexus import AsyncEventNexus
 from ._http import HttpError
 
@@ -32,7 +34,7 @@ def preview(payload: object) -> str:
     return text
 
 
-def as_json(nexus_name: str, letter: Any) -> dict[str, Any]:
+def as_json(nexus_name: str, letter: DeadLetter) -> dict[str, Any]:
     """One dead letter as the API lists it."""
     event = letter.event
     return {
@@ -50,13 +52,6 @@ def as_json(nexus_name: str, letter: Any) -> dict[str, Any]:
         "handler": letter.handler,
         "when": letter.when,
     }
-
-
-class _Keeper(Protocol):
-    # The nexus's dead-letter methods (PENDING: called directly once they are on this branch).
-    async def dead_letters(self, *, limit: int = 100, event_type: int | str | None = None) -> list[Any]: ...
-    async def replay_dead_letters(self, ids: Iterable[int] | None = None, *, all: bool = False) -> int: ...
-    async def delete_dead_letters(self, ids: Iterable[int] | None = None, *, all: bool = False) -> int: ...
 
 
 class DeadLetters:
@@ -77,7 +72,10 @@ class DeadLetters:
             event_type = int(type_text)
         found: list[dict[str, Any]] = []
         for name, nexus in self._chosen(_one(query, "nexus")).items():
-            letters = await cast(_Keeper, nexus).dead_letters(limit=int(limit_text), event_type=event_type)
+            try:
+                letters = await nexus.dead_letters(limit=int(limit_text), event_type=event_type)
+            except BadCall as exc:  # the nexus stopped, and its journal is closed
+                raise HttpError(409, f"nexus {name}: {exc}") from None
             found += [as_json(name, letter) for letter in letters]
         found.sort(key=lambda letter: -letter["when"])
         return found
@@ -111,11 +109,14 @@ class DeadLetters:
                     f'"nexus": one of {sorted(chosen)}',
                 )
         done = 0
-        for nexus in chosen.values():
-            if action == "replay":
-                done += await cast(_Keeper, nexus).replay_dead_letters(ids, all=every)
-            else:
-                done += await cast(_Keeper, nexus).delete_dead_letters(ids, all=every)
+        for name, nexus in chosen.items():
+            try:
+                if action == "replay":
+                    done += await nexus.replay_dead_letters(ids, all=every)
+                else:
+                    done += await nexus.delete_dead_letters(ids, all=every)
+            except BadCall as exc:  # the nexus stopped: it takes nothing back
+                raise HttpError(409, f"nexus {name}: {exc}") from None
         return done
 
     def _chosen(self, name: str | None) -> Mapping[str, AsyncEventNexus]:

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..codec import EventCodec
+from ..dead_letters import DeadLetter
 from ..errors import BadCall, BadType, BadValue, JournalError
 from ..events import Event
 from . import _lock as lock
@@ -101,7 +102,9 @@ class SqliteJournal:
         :class:`~async_nexus.NamedEvent` classes decides which named events can be replayed.
     :param synchronous: ``"full"`` (survives power cuts) or ``"normal"`` (survives process
         crashes; faster).
-    :raises BadValue: ``synchronous`` is neither.
+    :param dead_letters_max: how many dead letters it keeps (see :meth:`add_dead_letter`);
+        past it the oldest are removed, with a ``WARNING`` that says how many.
+    :raises BadValue: ``synchronous`` is neither, or ``dead_letters_max`` is not an int >= 1.
     :raises BadType: ``path`` is not a ``str`` or path-like, or ``codec`` not an
         :class:`~async_nexus.codec.EventCodec`.
     """
@@ -112,6 +115,7 @@ class SqliteJournal:
         *,
         codec: EventCodec | None = None,
         synchronous: Literal["full", "normal"] = "full",
+        dead_letters_max: int = 10_000,
         _max_page_count: int | None = None,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
@@ -120,15 +124,22 @@ class SqliteJournal:
             raise BadValue(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
         if codec is not None and not isinstance(codec, EventCodec):
             raise BadType(f"codec must be an EventCodec, not {type(codec).__qualname__}")
+        bound = dead_letters_max
+        if not isinstance(bound, int) or isinstance(bound, bool) or bound < 1:
+            raise BadValue(
+                f"dead_letters_max must be an int >= 1 (how many dead letters the journal keeps), "
+                f"not {dead_letters_max!r}"
+            )
         self._path = Path(path)
         self._synchronous: str = synchronous
         self._codec = codec if codec is not None else EventCodec()
-        self._store = sql.Store(self._path, synchronous, _max_page_count)
+        self._store = sql.Store(self._path, synchronous, _max_page_count, dead_letters_max)
         self._state = "new"  # -> "open" -> "closing" -> "closed"
         self._groups = GroupCommitter(self._path, self._store, inline=synchronous == "normal")
         self._executor: ThreadPoolExecutor | None = None
         self._lock_fd: int | None = None
         self._next_seq = 1
+        self._next_dead = 1
         self._checkpoints: dict[str, str] = {}
 
     @property
@@ -174,7 +185,8 @@ class SqliteJournal:
         self._lock_fd = lock.acquire_lock(self._path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="async-nexus-journal")
         try:
-            rows, checkpoints, next_seq, count = self._executor.submit(self._store.open).result()
+            loaded = self._executor.submit(self._store.open).result()
+            rows, checkpoints, next_seq, count, dead_count, self._next_dead = loaded
             entries = [self._entry(*row) for row in rows]
             if entries:
                 self._executor.submit(self._store.mark_delivered).result()
@@ -187,6 +199,7 @@ class SqliteJournal:
         self._checkpoints = checkpoints
         self._next_seq = next_seq
         self._groups.rows = count
+        self._groups.dead_rows = dead_count
         self._groups.executor = self._executor
         self._state = "open"
         return entries
@@ -249,6 +262,93 @@ class SqliteJournal:
             raise BadType(f"a checkpoint's name and value are strings, not {name!r}: {value!r}")
         self._groups.checkpoint(name, value)
         self._checkpoints[name] = value
+
+    # -- dead letters ----------------------------------------------------------------------------
+
+    @property
+    def dead_letters_max(self) -> int:
+        """How many dead letters the journal keeps; past it the oldest are removed."""
+        return self._store.dead_max
+
+    @property
+    def dead_letter_count(self) -> int:
+        """How many dead letters it holds now, those staged included."""
+        return self._groups.dead_rows + self._groups.dead_letters_staged()
+
+    def add_dead_letter(
+        self,
+        event: Event,
+        *,
+        reason: str,
+        exception: str = "",
+        message: str = "",
+        attempts: int = 1,
+        handler: str | None = None,
+        when: float,
+    ) -> int:
+        """Stage keeping ``event`` as a dead letter; return its id, higher than any given before.
+
+        Staged as :meth:`append` is: staged with the :meth:`remove` of the event's row, both are
+        written in one transaction. Past :attr:`dead_letters_max`, that transaction removes
+        the oldest dead letters.
+
+        :raises BadType: the codec cannot encode the event; nothing is staged.
+        :raises BadCall: the journal is not open.
+        """
+        self._check_open()
+        body = rows.body(self._codec, event)
+        id = self._next_dead
+        self._next_dead += 1
+        row = (id, event.type, reason, exception, message, int(attempts), handler, float(when), body)
+        self._groups.dead_letter(id, row)
+        return id
+
+    def remove_dead_letter(self, id: int) -> None:
+        """Stage removing the dead letter ``id`` (replayed, or deleted); an unknown id is no error."""
+        self._check_open()
+        self._groups.delete_dead_letter(id)
+
+    async def dead_letters(
+        self, *, limit: int = 100, event_type: int | str | None = None
+    ) -> list[DeadLetter]:
+        """The newest ``limit`` dead letters, newest first; only of ``event_type`` if given.
+
+        What is staged is committed first, so the list includes it.
+
+        :raises JournalError: the commit failed.
+        :raises BadCall: the journal is not open.
+        """
+        await self._settled()
+        return [self._dead_letter(row) for row in self._store.dead_letters(limit, event_type)]
+
+    async def dead_letters_by_id(self, ids: list[int] | None) -> list[DeadLetter]:
+        """The dead letters with these ids that exist (every one if None), oldest first.
+
+        :raises JournalError: committing what was staged failed.
+        :raises BadCall: the journal is not open.
+        """
+        await self._settled()
+        return [self._dead_letter(row) for row in self._store.dead_letters_by_id(ids)]
+
+    async def dead_letter_ids(self, ids: list[int] | None) -> list[int]:
+        """The ids of ``ids`` that name a dead letter held (every id held if None), in order.
+
+        :raises JournalError: committing what was staged failed.
+        :raises BadCall: the journal is not open.
+        """
+        await self._settled()
+        return self._store.dead_letter_ids(ids)
+
+    async def _settled(self) -> None:
+        """Commit what is staged; return with no group in flight, so the loop may read the file."""
+        self._check_open()
+        await self.commit()
+        await self._groups.settled()
+
+    def _dead_letter(self, row: tuple[Any, ...]) -> DeadLetter:
+        id, event_type, reason, exception, message, attempts, handler, when, stored = row
+        event = rows.event(self._codec, self._path, id, event_type, stored)
+        return DeadLetter(id, event, reason, exception, message, attempts, handler, when)
 
     def checkpoint(self, name: str) -> str | None:
         """The last value saved as checkpoint ``name`` (staged or committed), or None."""

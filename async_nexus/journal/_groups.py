@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -19,6 +20,8 @@ from typing import Any
 
 from ..errors import BadCall, JournalError, JournalFull
 from . import _sql as sql
+
+logger = logging.getLogger("async_nexus")
 
 # What a group's waiters receive: None once it is durable, or what made it fail. A result rather
 # than an exception, so that a group nobody waits for leaves no "exception never retrieved".
@@ -60,6 +63,8 @@ class GroupCommitter:
         #: Set by the journal once its thread runs; None again once it is closing.
         self.executor: Executor | None = None
         self.rows = 0
+        #: Dead letters stored (committed).
+        self.dead_rows = 0
         self.last_error: JournalError | None = None
         #: Told of each group that could not be written, for the groups nobody awaits.
         self.on_failure: Callable[[JournalError], None] | None = None
@@ -100,6 +105,27 @@ class GroupCommitter:
             staged.deletes.append(seq)
             if not self._kicked:
                 self._kick()
+
+    def dead_letter(self, id: int, row: tuple[Any, ...]) -> None:
+        """Stage storing a dead letter as ``id``: ``row`` as in :attr:`Batch.dead`."""
+        self._staged.dead[id] = row
+        if not self._kicked:
+            self._kick()
+
+    def delete_dead_letter(self, id: int) -> None:
+        """Stage removing the dead letter ``id``; one not yet written is simply dropped."""
+        if self._staged.dead.pop(id, None) is None:
+            self._staged.dead_deletes.append(id)
+            if not self._kicked:
+                self._kick()
+
+    def dead_letters_staged(self) -> int:
+        """Dead letters staged or being written, less those staged for removal."""
+        writing = self._writing
+        count = len(self._staged.dead) - len(self._staged.dead_deletes)
+        if writing is not None:
+            count += len(writing.dead) - len(writing.dead_deletes)
+        return count
 
     def checkpoint(self, name: str, value: str) -> None:
         """Stage saving ``value`` as the checkpoint ``name``."""
@@ -232,7 +258,7 @@ class GroupCommitter:
         )
 
     def _committed_in_thread(
-        self, batch: sql.Batch, added: int, staged_in: float, future: asyncio.Future[float]
+        self, batch: sql.Batch, added: sql.Staged, staged_in: float, future: asyncio.Future[float]
     ) -> None:
         if future.cancelled():
             self._group_written(batch, JournalError(f"writing to the journal {self.path} was cancelled"))
@@ -242,13 +268,27 @@ class GroupCommitter:
             self._group_written(batch, None, added, staged_in + future.result())
 
     def _group_written(
-        self, batch: sql.Batch, cause: BaseException | None, added: int = 0, seconds: float = 0.0
+        self,
+        batch: sql.Batch,
+        cause: BaseException | None,
+        added: sql.Staged | None = None,
+        seconds: float = 0.0,
     ) -> None:
         started = time.perf_counter()
         self._writing = None
         done, self._current_done = self._current_done, None
         if cause is None:
-            self.rows += added
+            assert added is not None
+            self.rows += added.added
+            if batch.dead or batch.dead_deletes:
+                self.dead_rows += added.dead_added - added.dead_trimmed
+                if added.dead_trimmed:
+                    logger.warning(
+                        "async_nexus: the journal %s keeps at most %d dead letters; the %d oldest were "
+                        "removed to make room. Replay or delete dead letters sooner, or give "
+                        "SqliteJournal(..., dead_letters_max=) a larger bound",
+                        self.path, self.store.dead_max, added.dead_trimmed,
+                    )  # fmt: skip
             self._commits += 1
             self._events_committed += len(batch.inserts) + len(batch.later)
             self._ops_committed += len(batch)

@@ -21,8 +21,9 @@ from ..errors import JournalCorrupt, JournalError
 
 #: Written into the database header so a journal is told apart from any other SQLite file.
 APPLICATION_ID = 0x414E4A31  # "ANJ1"
-#: The version of the tables below; a journal with another one is refused, never guessed at.
-FORMAT_VERSION = 1
+#: The version of the tables below; a journal with another one is refused, never guessed at,
+#: except the versions :data:`_MIGRATIONS` brings up to this one when the journal is opened.
+FORMAT_VERSION = 2
 
 
 @dataclass(slots=True)
@@ -46,12 +47,22 @@ class Batch:
     later: dict[int, tuple[Any, ...]] = field(default_factory=dict)
     deletes: list[int] = field(default_factory=list)
     checkpoints: dict[str, str] = field(default_factory=dict)
+    #: id -> (id, event_type, reason, exception, message, attempts, handler, at, body): dead
+    #: letters; one removed before its group was written is dropped from here.
+    dead: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    #: ids of dead letters to remove (replayed or deleted).
+    dead_deletes: list[int] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.inserts or self.deletes or self.later or self.checkpoints)
+        return bool(
+            self.inserts or self.deletes or self.later or self.checkpoints or self.dead or self.dead_deletes
+        )
 
     def __len__(self) -> int:
-        return len(self.inserts) + len(self.later) + len(self.deletes) + len(self.checkpoints)
+        return (
+            len(self.inserts) + len(self.later) + len(self.deletes) + len(self.checkpoints)
+            + len(self.dead) + len(self.dead_deletes)
+        )  # fmt: skip
 
     def then(self, newer: Batch) -> Batch:
         """This batch followed by ``newer``, as one (a failed group going back in front)."""
@@ -60,7 +71,19 @@ class Batch:
             {**self.later, **newer.later},
             self.deletes + newer.deletes,
             {**self.checkpoints, **newer.checkpoints},
+            {**self.dead, **newer.dead},
+            self.dead_deletes + newer.dead_deletes,
         )
+
+
+@dataclass(slots=True)
+class Staged:
+    """What a group's transaction changed: rows of events added (net), dead letters added (net),
+    and the oldest dead letters removed to keep within the bound."""
+
+    added: int = 0
+    dead_added: int = 0
+    dead_trimmed: int = 0
 
 
 def runs(seqs: list[int]) -> list[tuple[int, int]]:
@@ -83,8 +106,28 @@ def runs(seqs: list[int]) -> list[tuple[int, int]]:
 
 
 #: What the journal holds at open: its events (``seq, due, deliveries, type, body`` in replay
-#: order), its checkpoints, the next free ``seq`` and the number of rows.
-Loaded = tuple[list[tuple[Any, ...]], dict[str, str], int, int]
+#: order), its checkpoints, the next free ``seq``, the number of rows, the number of dead
+#: letters and the next free dead letter id.
+Loaded = tuple[list[tuple[Any, ...]], dict[str, str], int, int, int, int]
+
+#: A dead letter's columns, in the order :class:`Batch.dead` rows and the queries use.
+DEAD_COLUMNS = "id, event_type, reason, exception, message, attempts, handler, at, body"
+
+# AUTOINCREMENT for dead letters (written rarely): an id deleted is never given out again, even
+# after a restart, so an id an operator noted down never names another dead letter.
+_DEAD_LETTERS_TABLE = """
+CREATE TABLE journal_dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_type,
+    reason TEXT NOT NULL,
+    exception TEXT NOT NULL,
+    message TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    handler TEXT,
+    at REAL NOT NULL,
+    body BLOB NOT NULL
+);
+"""
 
 # No AUTOINCREMENT: it would write sqlite_sequence's page in every commit, doubling the log that a
 # small group writes; a seq needs to be unique only among the rows stored, and the next one is
@@ -100,8 +143,12 @@ CREATE TABLE journal_events (
     body BLOB NOT NULL
 );
 CREATE TABLE journal_checkpoints (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-"""
+""" + _DEAD_LETTERS_TABLE
 _TABLES = {"journal_events", "journal_checkpoints"}
+
+#: version -> the statements that bring a journal of that version to the next one, run in one
+#: transaction when the journal is opened.
+_MIGRATIONS = {1: _DEAD_LETTERS_TABLE}
 
 # OR REPLACE makes a retried group harmless even if an earlier attempt did reach the disk.
 _INSERT = "INSERT OR REPLACE INTO journal_events (seq, priority, event_type, body) VALUES (?, ?, ?, ?)"
@@ -110,6 +157,13 @@ _INSERT_LATER = (
 )
 _DELETE_RUN = "DELETE FROM journal_events WHERE seq BETWEEN ? AND ?"
 _CHECKPOINT = "INSERT OR REPLACE INTO journal_checkpoints (name, value) VALUES (?, ?)"
+_INSERT_DEAD = (
+    f"INSERT OR REPLACE INTO journal_dead_letters ({DEAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_DELETE_DEAD = "DELETE FROM journal_dead_letters WHERE id = ?"
+_TRIM_DEAD = (  # the oldest: ids only grow
+    "DELETE FROM journal_dead_letters WHERE id IN (SELECT id FROM journal_dead_letters ORDER BY id LIMIT ?)"
+)
 
 _SQLITE_CORRUPT = 11
 _SQLITE_FULL = 13
@@ -163,10 +217,12 @@ def _fsync_path(path: Path | str, flags: int = os.O_RDONLY) -> None:
 class Store:
     """The journal's SQLite connection and all the work done with it."""
 
-    def __init__(self, path: Path, synchronous: str, max_page_count: int | None) -> None:
+    def __init__(self, path: Path, synchronous: str, max_page_count: int | None, dead_max: int) -> None:
         self.path = path
         self.synchronous = synchronous
         self.max_page_count = max_page_count
+        #: How many dead letters are kept; past it the oldest are removed.
+        self.dead_max = dead_max
         self.conn: sqlite3.Connection | None = None
 
     # -- open ----------------------------------------------------------------------------------
@@ -214,7 +270,7 @@ class Store:
                 f"Give the journal a path of its own, or move {path.name} aside if it is not needed",
             )
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version != FORMAT_VERSION:
+        if version != FORMAT_VERSION and version not in _MIGRATIONS:
             raise corrupt(
                 path, f"has format version {version}; this version of Async Nexus reads {FORMAT_VERSION}"
             )
@@ -227,6 +283,7 @@ class Store:
                 f"the journal {path} cannot use write-ahead logging (journal_mode stays {mode}); "
                 "put it on a local file system"
             )
+        self._migrate(conn, version)
         conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
         if self.max_page_count is not None:
             conn.execute(f"PRAGMA max_page_count={int(self.max_page_count)}")
@@ -235,7 +292,28 @@ class Store:
         ).fetchall()
         checkpoints = {str(n): str(v) for n, v in conn.execute("SELECT name, value FROM journal_checkpoints")}
         last = max((int(row[0]) for row in rows), default=0)
-        return rows, checkpoints, last + 1, len(rows)
+        dead = conn.execute("SELECT count(*), coalesce(max(id), 0) FROM journal_dead_letters").fetchone()
+        given = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'journal_dead_letters'").fetchone()
+        next_dead = max(int(dead[1]), int(given[0]) if given else 0) + 1
+        return rows, checkpoints, last + 1, len(rows), int(dead[0]), next_dead
+
+    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
+        """Bring a journal of an older format ``version`` to :data:`FORMAT_VERSION`, in one
+        transaction: a crash meanwhile leaves it as it was."""
+        if version == FORMAT_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            while version != FORMAT_VERSION:
+                for statement in _MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                version += 1
+            conn.execute(f"PRAGMA user_version={FORMAT_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
 
     def _create(self) -> None:
         """Create a new journal at ``path`` atomically: built aside, then renamed into place.
@@ -284,14 +362,16 @@ class Store:
             self._rollback(conn)
             raise
 
-    def write(self, batch: Batch) -> tuple[int, float]:
-        """Write ``batch`` in one transaction; return (rows added, seconds it took)."""
+    def write(self, batch: Batch) -> tuple[Staged, float]:
+        """Write ``batch`` in one transaction; return what it changed and the seconds it took."""
         start = time.perf_counter()
-        added = self.stage(batch)
-        return added, time.perf_counter() - start + self.commit()
+        staged = self.stage(batch)
+        return staged, time.perf_counter() - start + self.commit()
 
-    def stage(self, batch: Batch) -> int:
-        """Begin a transaction and make ``batch``'s changes in it; return the rows added.
+    def stage(self, batch: Batch) -> Staged:
+        """Begin a transaction and make ``batch``'s changes in it; return what it changed.
+
+        Past ``dead_letters_max`` dead letters, the oldest are removed in the same transaction.
 
         No waiting for the disk here: the pages change in SQLite's cache, and :meth:`commit`
         writes them out. On a failure the transaction is rolled back, and nothing changed.
@@ -306,10 +386,54 @@ class Store:
                 added -= conn.executemany(_DELETE_RUN, runs(batch.deletes)).rowcount
             if batch.checkpoints:
                 conn.executemany(_CHECKPOINT, batch.checkpoints.items())
+            if batch.dead or batch.dead_deletes:
+                return self._stage_dead(conn, batch, added)
         except BaseException:
             self._rollback(conn)
             raise
-        return added
+        return Staged(added)
+
+    def _stage_dead(self, conn: sqlite3.Connection, batch: Batch, added: int) -> Staged:
+        dead_added = trimmed = 0
+        if batch.dead:
+            dead_added = conn.executemany(_INSERT_DEAD, batch.dead.values()).rowcount
+        if batch.dead_deletes:
+            dead_added -= conn.executemany(_DELETE_DEAD, [(i,) for i in batch.dead_deletes]).rowcount
+        if batch.dead:
+            over = conn.execute("SELECT count(*) FROM journal_dead_letters").fetchone()[0] - self.dead_max
+            if over > 0:
+                trimmed = conn.execute(_TRIM_DEAD, (over,)).rowcount
+        return Staged(added, dead_added, trimmed)
+
+    # -- reading dead letters (in the loop's thread, between groups) ----------------------------
+
+    def dead_letters(self, limit: int, event_type: Any) -> list[tuple[Any, ...]]:
+        """The newest ``limit`` dead letters (of ``event_type`` unless None), newest first."""
+        query = f"SELECT {DEAD_COLUMNS} FROM journal_dead_letters"
+        if event_type is None:
+            return self._conn().execute(query + " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        query += " WHERE event_type = ? ORDER BY id DESC LIMIT ?"
+        return self._conn().execute(query, (event_type, limit)).fetchall()
+
+    def dead_letters_by_id(self, ids: list[int] | None) -> list[tuple[Any, ...]]:
+        """The dead letters with these ids (every one if None) that exist, oldest first."""
+        return self._select_by_id(DEAD_COLUMNS, ids)
+
+    def dead_letter_ids(self, ids: list[int] | None) -> list[int]:
+        """The ids of ``ids`` held (every one if None), in order."""
+        return [int(row[0]) for row in self._select_by_id("id", ids)]
+
+    def _select_by_id(self, columns: str, ids: list[int] | None) -> list[tuple[Any, ...]]:
+        conn = self._conn()
+        query = f"SELECT {columns} FROM journal_dead_letters"
+        if ids is None:
+            return conn.execute(query + " ORDER BY id").fetchall()
+        found: list[tuple[Any, ...]] = []
+        for start in range(0, len(ids), 500):  # SQLite's limit on parameters is 999 at least
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found += conn.execute(f"{query} WHERE id IN ({marks})", chunk).fetchall()
+        return sorted(found, key=lambda row: int(row[0]))
 
     def commit(self) -> float:
         """Commit the transaction :meth:`stage` began (at ``full``, a sync); return its seconds.
