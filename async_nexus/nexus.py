@@ -691,7 +691,8 @@ class AsyncEventNexus(EventFactory):
 
         Also: ``state`` (the :class:`NexusState`'s name), ``handled`` (in total and per
         type: dispatched events whose handling is over and that were not filtered,
-        unhandled or failed), ``registrations`` (one dict per handler, in registration
+        unhandled or failed; one waiting for a retry counts until its last attempt fails),
+        ``registrations`` (one dict per handler, in registration
         order: its ``type``, ``handler`` name, ``concurrency``, ``in_flight`` — events its
         concurrent handler holds now, ``None`` for a handler the loop runs itself — and the
         name of its ``key`` function or ``None``), ``longest_loop_stall`` (the longest time

@@ -71,7 +71,7 @@ main, #dead-letters { padding: 1em 1.5em; }
 .spacer { flex: 1; }
 .state { font-size: .8em; padding: .1em .6em; border-radius: 1em; background: #e4e7ee; }
 .state.LOOPING { background: #d7f0e2; color: var(--ok); }
-.counters { display: grid; grid-template-columns: repeat(auto-fill, minmax(9em, 1fr));
+.counters { display: grid; grid-template-columns: repeat(auto-fill, minmax(7.5em, 1fr));
             gap: .6em; margin: .9em 0; }
 .counter { border: 1px solid var(--line); border-radius: 6px; padding: .4em .7em; }
 .counter .label { color: var(--muted); font-size: .8em; }
@@ -89,6 +89,7 @@ table { border-collapse: collapse; width: 100%; font-size: .9em; }
 th, td { text-align: left; padding: .3em .5em; border-bottom: 1px solid var(--line);
          vertical-align: top; }
 th { color: var(--muted); font-weight: 600; }
+td.payload { min-width: 18em; }
 td.payload code { white-space: pre-wrap; word-break: break-all; font-size: .85em; }
 .muted { color: var(--muted); }
 button { font: inherit; padding: .2em .8em; border: 1px solid #b9c0cf; border-radius: 4px;
@@ -140,7 +141,8 @@ SCRIPT = r"""
     const value = stats[key];
     if (key === "longest_loop_stall") return (value * 1000).toFixed(0) + " ms";
     if (key === "journal") {
-      return value ? value.rows + " rows, " + bytes(value.bytes || 0) : "none";
+      if (!value) return "none";
+      return bytes(value.bytes || 0) + ", " + value.rows + (value.rows === 1 ? " event" : " events");
     }
     if (key === "dead_letters") return value === undefined ? "–" : value;
     return value;
