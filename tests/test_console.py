@@ -302,3 +302,61 @@ async def test_close_stops_listening(nexus: AsyncEventNexus) -> None:
     await server.close()
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_a_change_from_the_console_own_page_is_done(
+    nexus: AsyncEventNexus, console: ConsoleServer
+) -> None:
+    await nexus.ingest(Event(1, "nobody.handles.this"))
+    await nexus.join()
+    assert len(await nexus.dead_letters()) == 1
+    # The page's origin, plain or (behind a proxy that adds TLS) https: the same host.
+    for scheme in ("http", "https"):
+        origin = f"{scheme}://127.0.0.1:{console.port}"
+        done = await request(
+            console.port, "POST", "/api/dead-letters/delete", **change(console, Origin=origin)
+        )
+        assert done.status == 200, done.body
+    assert done.json() == {"deleted": 0}  # the first one deleted it
+    assert await nexus.dead_letters() == []
+
+
+async def test_a_token_in_the_address_of_a_console_without_one_is_ignored(console: ConsoleServer) -> None:
+    page = await request(console.port, "GET", "/?token=whatever")
+    assert page.status == 200 and b"Async Nexus console" in page.body
+    assert "set-cookie" not in page.headers
+
+
+async def test_dead_letters_over_the_api_of_several_nexuses() -> None:
+    first, second = running_nexus(), running_nexus()
+    async with first, second:
+        await first.ingest(Event(11, "lost", payload={"big": "x" * 5000}))
+        await second.ingest(Event(22, "lost", payload=["small"]))
+        await first.join()
+        await second.join()
+        server = await serve_console({"a": first, "b": second}, port=0)
+        try:
+            letters = (await request(server.port, "GET", "/api/dead-letters")).json()
+            by_event = {letter["event_id"]: letter for letter in letters}
+            assert set(by_event) == {11, 22}
+            small = by_event[22]
+            assert small["nexus"] == "b" and small["type"] == "lost" and small["reason"] == "unhandled"
+            assert small["exception"] == "UnhandledEvent" and small["attempts"] >= 1
+            assert small["payload"] == '["small"]' and small["when"] > 0
+            big = by_event[11]["payload"]
+            assert big.startswith('{"big": "xxx') and big.endswith("(4711 more characters)")
+            only_b = (await request(server.port, "GET", "/api/dead-letters?nexus=b")).json()
+            assert [letter["event_id"] for letter in only_b] == [22]
+
+            ids = {"ids": [small["id"]]}
+            unsure = await request(server.port, "POST", "/api/dead-letters/replay", **change(server, ids))
+            assert unsure.status == 400 and "say which" in unsure.json()["error"]
+            second.add_handler("lost", lambda e, q: None)
+            replayed = await request(
+                server.port, "POST", "/api/dead-letters/replay", **change(server, {**ids, "nexus": "b"})
+            )
+            assert replayed.json() == {"replayed": 1}
+            await second.join()
+            assert await second.dead_letters() == [] and len(await first.dead_letters()) == 1
+        finally:
+            await server.close()

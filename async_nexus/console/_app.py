@@ -28,6 +28,7 @@ import json
 import secrets
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..nexus import AsyncEventNexus
 from . import _assets
@@ -94,7 +95,12 @@ class ConsoleApp:
         """Check ``request`` and answer it; :class:`HttpError` for what is refused."""
         if request.method not in ("GET", "HEAD", "POST"):
             raise HttpError(405, f"{request.method} is not a method of the console: use GET or POST")
-        if request.method == "GET" and request.path == "/" and request.param("token") is not None:
+        if (
+            request.method == "GET"
+            and request.path == "/"
+            and self.token
+            and request.param("token") is not None
+        ):
             return self._log_in(request)
         self._check_who(request)
         if request.method == "POST":
@@ -141,7 +147,8 @@ class ConsoleApp:
                 "(the page sends it; GET /api/csrf gives it)",
             )
         origin = request.headers.get("origin")
-        if origin is not None and origin != f"http://{request.headers.get('host', '')}":
+        # The host only, not the scheme: behind a proxy that adds TLS the page is https.
+        if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
             raise HttpError(403, f"a change from another origin ({origin[:100]}) is refused")
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != _JSON:
             raise HttpError(415, "a change takes a JSON body: send Content-Type: application/json")
@@ -150,7 +157,8 @@ class ConsoleApp:
 
     def _log_in(self, request: Request) -> Answer:
         given = request.param("token") or ""
-        if self.token is None or not hmac.compare_digest(given.encode(), self.token.encode()):
+        assert self.token is not None
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
             raise HttpError(401, "wrong token", {"WWW-Authenticate": 'Bearer realm="async-nexus console"'})
         assert self._session is not None
         cookie = f"{COOKIE}={self._session}; HttpOnly; SameSite=Strict; Path=/"
