@@ -269,6 +269,9 @@ def redis_dead(redis_url: str, stream: str) -> Iterator[None]:
             nexus.add_handler("job", lambda event, queue: 1 / 0)
             nexus.add_producer(receiver)
             await until(lambda: receiver.dead_lettered == 3)
+            # Kept where the transport keeps them, not by the nexus too: a replay from
+            # both would send them twice.
+            assert await nexus.dead_letters() == []
         assert await client.xlen(f"{stream}:dead") == 3
         await client.aclose()
 
