@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -213,6 +214,11 @@ def test_an_id_of_the_wrong_shape_and_a_missing_journal_are_refused(journal: Pat
     gone = cli("list", "--journal", str(missing))
     assert gone.returncode == 1 and f"there is no journal at {missing}" in gone.stderr
     assert not missing.exists()  # not created by looking
+    other = tmp_path / "notes.txt"
+    other.write_text("not a journal")
+    refused = cli("list", "--journal", str(other))
+    assert refused.returncode == 1 and "is damaged or not a SQLite database" in refused.stderr
+    assert other.read_text() == "not a journal"
 
 
 # -- a daemon on the journal ----------------------------------------------------------------
@@ -347,3 +353,14 @@ def test_an_unreachable_redis_is_an_error_that_names_it() -> None:
     done = cli("list", "--redis", "redis://127.0.0.1:1", "--stream", "s")
     assert done.returncode == 1
     assert "the dead-letter stream 's:dead' at redis://127.0.0.1:1" in done.stderr
+
+
+def test_looking_counts_no_delivery_and_brings_an_old_journal_up_to_date(tmp_path: Path) -> None:
+    # Written by async-nexus before dead letters were kept (format 1), holding two events.
+    path = tmp_path / "old.db"
+    shutil.copy(ROOT / "tests" / "data" / "journal_format1.sqlite", path)
+    done = cli("list", "--journal", str(path))
+    assert done.returncode == 0 and done.stdout.strip() == "no dead letters"
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone() == (2,)
+        assert connection.execute("SELECT seq, deliveries FROM journal_events").fetchall() == [(1, 0), (2, 0)]

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace, *, stdin: TextIO | None = None) -> int:
         return _EXIT_USAGE
     try:
         return asyncio.run(_act(args, stdin or sys.stdin, out, err, prefix))
-    except (Held, NoJournal) as exc:
+    except (Held, NoJournal, JournalError) as exc:  # the journal could not be opened: says why
         print(f"{prefix} {exc}", file=err)
         return _EXIT_FAILED
     except ValueError as exc:  # an id of the wrong shape
