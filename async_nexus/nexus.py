@@ -429,7 +429,8 @@ class AsyncEventNexus(EventFactory):
         (:class:`~async_nexus.errors.UnhandledEvent`). The callback may be sync or async
         and runs after the error hook; usable as a decorator. A filter that raises does not
         make a dead letter: the event goes on to the handlers. With ``multiple=True``, each
-        registration that finally fails on an event makes one call.
+        registration that finally fails on an event makes one call. The nexus keeps each
+        dead letter as well, whatever the callback does: see :meth:`dead_letters`.
         """
         as_callable(callback, "dead-letter hook", called_as="hook(event, exception)")
         self._outcomes.set_dead_letter_hook(callback)
@@ -447,7 +448,9 @@ class AsyncEventNexus(EventFactory):
         transaction that removes the event, kept across restarts, at most
         ``SqliteJournal(..., dead_letters_max=)``, 10,000 by default, the oldest going
         first); without one, the last 1,000 in memory, lost when the process ends. With
-        ``multiple=True``, each registration that finally fails on an event makes one.
+        ``multiple=True``, each registration that finally fails on an event makes one. An
+        event from a transport with a dead-letter place of its own (Redis's
+        ``<stream>:dead``) is kept there instead, not twice.
 
         >>> async def main():
         ...     async with AsyncEventNexus() as nexus:

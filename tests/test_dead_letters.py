@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,16 @@ from async_nexus.dead_letters import REPLAYED
 from async_nexus.journal import REDELIVERED, SqliteJournal
 
 DATA = Path(__file__).parent / "data"
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for ``condition``, yielding to the loop meanwhile; fail after ``timeout`` s."""
+
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.002)
+
+    await asyncio.wait_for(poll(), timeout)
 
 
 class Dead:
@@ -392,6 +403,57 @@ async def test_with_a_journal_a_dead_letter_replaces_its_event_and_survives_a_re
         assert await again.dead_letters() == [letter]
     assert seen == []  # a dead letter is not replayed at start: only events still held are
     assert letter.event == Event(1, "job", 0, {"n": 1}) and letter.handler == fails.__qualname__
+
+
+async def test_with_a_journal_each_failing_registration_keeps_one_written_with_the_removal(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.db"
+    nexus = AsyncEventNexus(multiple=True, journal=path)
+    nexus.on_error(Hook())
+    release = asyncio.Event()
+
+    async def quick(event: Event, queue: Any) -> None:
+        raise ValueError("quick")
+
+    async def slow(event: Event, queue: Any) -> None:
+        await release.wait()
+        raise ValueError("slow")
+
+    nexus.add_handler("job", quick)
+    nexus.add_handler("job", slow, concurrency=2)
+    async with nexus:
+        await nexus.ingest(Event(1, "job"))
+        await until(lambda: nexus.stats()["failed"] >= 1)
+        # One registration failed, the other still holds the event: its row stays, and no
+        # dead letter is written before the event's handling is over.
+        assert await nexus.dead_letters() == [] and len(table(path, "journal_events")) == 1
+        release.set()
+        await nexus.join()
+        letters = await nexus.dead_letters()
+        assert sorted(letter.message for letter in letters) == ["quick", "slow"]
+        assert table(path, "journal_events") == []
+
+
+async def test_with_a_journal_an_event_from_redis_is_kept_by_its_stream_only(
+    tmp_path: Path, redis_url: str, stream: str
+) -> None:
+    from async_nexus.transports.redis import RedisStreamReceiver, RedisStreamSender
+
+    sender = RedisStreamSender(redis_url, stream)
+    await sender.send(Event(1, "job"))
+    await sender.close()
+    path = tmp_path / "events.db"
+    receiver = RedisStreamReceiver(redis_url, stream, group="g")
+    nexus = AsyncEventNexus(journal=path)
+    nexus.on_error(Hook())
+    nexus.add_handler("job", lambda event, queue: 1 / 0)
+    nexus.add_producer(receiver)
+    async with nexus:
+        await until(lambda: receiver.dead_lettered >= 1)
+        await nexus.join()
+        assert await nexus.dead_letters() == []
+    assert table(path, "journal_events") == [] and table(path, "journal_dead_letters") == []
 
 
 async def test_with_a_journal_the_oldest_go_past_the_bound_with_a_warning(

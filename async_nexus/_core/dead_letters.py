@@ -10,6 +10,10 @@
   removal of the event's row, so one transaction writes both. An event cut off by a hard
   stop keeps its row and no dead letter: it is replayed at the next start, not duplicated.
 
+An event whose source has a dead-letter place of its own (a transport's, such as Redis's
+``<stream>:dead``: the item's ``dead`` route) is kept there, not here too: one place per dead
+letter, so that replaying from both never sends it twice.
+
 :class:`DeadLetters` answers the nexus's public methods. A replay sends each event back in
 through the admission's ``REPLAY`` door and removes its dead letter in the same step, so
 with a journal the event's new row and the dead letter's removal share one transaction.
@@ -42,6 +46,19 @@ def draft(event: Event, exc: BaseException, attempts: int, handler: str | None) 
         copy_event(event, headers), reason_of(exc), type(exc).__qualname__, str(exc), attempts,
         handler, time.time(),
     )  # fmt: skip
+
+
+def root_of(item: Item | None) -> Item | None:
+    """The item a retry retries (the one whose handling is over last), or ``item`` itself."""
+    while item is not None and item.origin is not None:
+        item = item.origin
+    return item
+
+
+def kept_by_source(root: Item | None) -> bool:
+    """Whether the source of ``root``'s event keeps its dead letters itself (a transport's
+    ``on_dead_letter`` route, see :class:`~async_nexus.sources.SourcePort`)."""
+    return root is not None and root.dead is not None
 
 
 class Store(Protocol):
@@ -77,6 +94,8 @@ class MemoryStore:
         self._limit = limit
 
     def keep(self, draft: Draft, item: Item | None) -> None:
+        if kept_by_source(root_of(item)):
+            return
         id = self._next_id
         self._next_id += 1
         self._letters[id] = DeadLetter(id, *draft)
@@ -121,30 +140,27 @@ class JournalStore:
         if item is None:  # nothing holds a row for it: keep it now
             self._add([draft])
             return
-        while item.origin is not None:  # a retry: the row belongs to the item it retries
-            item = item.origin
+        item = root_of(item)  # a retry: the row belongs to the item it retries
+        assert item is not None
+        if kept_by_source(item):
+            return
         drafts = self._held.get(item)
         if drafts is not None:
             drafts.append(draft)  # another registration failed on it too
             return
         self._held[item] = [draft]
-        # The item's done (or dead) removes its row: stage the dead letters just before, in
-        # the same step, so the journal writes both in one transaction.
-        done, dead = item.done, item.dead
-        if done is not None:
+        # The item's done removes its row: stage the dead letters just before, in the same
+        # step, so the journal writes both in one transaction.
+        done = item.done
+        if done is None:  # not a kept event's item: nothing to wait for
+            self._add(self._held.pop(item))
+            return
 
-            def bury_then_done(event: Event) -> object:
-                self._add(self._held.pop(item, ()))
-                return done(event)
+        def bury_then_done(event: Event) -> object:
+            self._add(self._held.pop(item, ()))
+            return done(event)
 
-            item.done = bury_then_done
-        if dead is not None:
-
-            def bury_then_dead(event: Event, exc: BaseException, attempts: int) -> object:
-                self._add(self._held.pop(item, ()))
-                return dead(event, exc, attempts)
-
-            item.dead = bury_then_dead
+        item.done = bury_then_done
 
     def _add(self, drafts: Iterable[Draft]) -> None:
         add = self._journal.add_dead_letter

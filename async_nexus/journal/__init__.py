@@ -164,12 +164,16 @@ class SqliteJournal:
 
     # -- opening ---------------------------------------------------------------------------------
 
-    def open(self) -> list[JournalEntry]:
+    def open(self, *, replay: bool = True) -> list[JournalEntry]:
         """Lock, open (or create) and check the journal; return the events it holds, to replay.
 
         Blocking: call it once, before the event loop starts. The entries come in dispatch
         order (priority, then arrival); each one's delivery count is incremented durably before
         it is returned, and its event carries the header :data:`REDELIVERED`.
+
+        With ``replay=False`` (a tool that looks at the journal or changes it, such as
+        ``python -m async_nexus dead-letters``), nothing is delivered: the list is empty and
+        no delivery is counted.
 
         :raises JournalLocked: another open journal, in this process or another, holds the file.
         :raises JournalCorrupt: the file is not a journal (not a SQLite database, another
@@ -187,7 +191,7 @@ class SqliteJournal:
         try:
             loaded = self._executor.submit(self._store.open).result()
             rows, checkpoints, next_seq, count, dead_count, self._next_dead = loaded
-            entries = [self._entry(*row) for row in rows]
+            entries = [self._entry(*row) for row in rows] if replay else []
             if entries:
                 self._executor.submit(self._store.mark_delivered).result()
         except BaseException:

@@ -30,7 +30,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
+from .. import __version__, dead_letters_cli
 from . import _serve
 from ._logging import JsonFormatter, configure_logging
 from ._serve import run_daemon, serve
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``async-nexus`` command line (``python -m async_nexus``)."""
     parser = argparse.ArgumentParser(
         prog="async-nexus",
-        description="Run an Async Nexus program as a daemon.",
+        description="Run an Async Nexus program as a daemon, and act on its dead letters.",
         epilog=(
             "exit codes: 0 after a graceful stop, 1 when the loop died of an error, 2 for a usage "
             "or import error, 128+N when a second signal N stopped it at once."
@@ -215,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show the console without its buttons and refuse every change through it",
     )
+    dead_letters_cli.add_parser(commands)
     return parser
 
 
@@ -222,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``async-nexus`` command: parse ``argv``, run the target, return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "dead-letters":
+        return dead_letters_cli.run(args)
     error_prefix = f"{parser.prog} {args.command}: error:"
     token = args.console_token or os.environ.get("ASYNC_NEXUS_CONSOLE_TOKEN") or None
     if args.console is None and (args.console_token or args.console_readonly):
