@@ -59,10 +59,11 @@ async def lines(path: Path, wanted: int, store: Checkpoints | None, **options: A
 
 
 def gzip_file(path: Path) -> Path:
-    """Compress ``path`` to ``path.gz`` and remove it, as logrotate's compress does."""
+    """Compress ``path`` to ``path.gz`` and remove it, as logrotate's ``compress`` does."""
     target = path.with_name(path.name + ".gz")
     with path.open("rb") as source, gzip.open(target, "wb") as out:
         shutil.copyfileobj(source, out)
+    shutil.copystat(path, target)  # as gzip and logrotate do: the time it was last written
     path.unlink()
     return target
 

@@ -128,9 +128,12 @@ class Rotations:
 
     A rotated file's name is the followed file's name with something appended (``app.log.1``,
     ``app.log.2.gz``, ``app.log-20240101``), or its stem and extension with something in
-    between (``app-20240101.log``, logrotate's ``dateext`` with ``extension .log``). Numbered
-    names sort by their number, the highest (the oldest) first; other names (dates) sort as
-    text, so a date written most significant first sorts oldest first.
+    between (``app-20240101.log``, logrotate's ``dateext`` with ``extension .log``).
+
+    They are in the order they were last written to, which is the order of rotation whatever
+    the naming scheme (``gzip`` and logrotate's ``compress`` keep that time); files written
+    within the same tick of the clock are in the order of their names: numbered names by their
+    number, the highest (the oldest) first, other names (dates) as text.
     """
 
     def __init__(self, path: str, olddir: str | None) -> None:
@@ -156,7 +159,7 @@ class Rotations:
 
     def files(self) -> list[str]:
         """The rotated files now there, oldest first."""
-        found: list[tuple[tuple[int, int, str], str]] = []
+        found: list[tuple[int, tuple[int, int, str], str]] = []
         for folder in self.folders:
             try:
                 with os.scandir(folder) as entries:
@@ -164,12 +167,15 @@ class Rotations:
                         order = self._order(entry.name)
                         if order is None or entry.path == self.path:
                             continue
-                        if entry.is_file(follow_symlinks=False):
-                            found.append((order, entry.path))
+                        try:
+                            if entry.is_file(follow_symlinks=False):
+                                found.append((entry.stat().st_mtime_ns, order, entry.path))
+                        except FileNotFoundError:
+                            continue  # rotated away while the folder was read
             except (FileNotFoundError, NotADirectoryError):
                 continue
         found.sort()
-        return [path for _, path in found]
+        return [path for _, _, path in found]
 
     @staticmethod
     def locate(files: list[str], position: Position) -> int | None:

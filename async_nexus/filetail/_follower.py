@@ -6,7 +6,17 @@ import logging
 import os
 import zlib
 
-from ._files import HEAD_BYTES, Identity, Position, Reader, Rotations, compressed, fingerprint, open_file
+from ._files import (
+    HEAD_BYTES,
+    Identity,
+    Position,
+    Reader,
+    Rotations,
+    compressed,
+    fingerprint,
+    matches,
+    open_file,
+)
 
 _CHUNK = 64 * 1024
 
@@ -242,9 +252,10 @@ class Follower:
         here = Position(identity.device, identity.inode, 0, len(identity.head), fingerprint(identity.head))
         index = Rotations.locate(files, here)
         self.close()
-        if index is not None and index + 1 < len(files):
-            self._open(files[index + 1], live=False)
-        else:
+        # The next file, passing over a copy of this one: a .gz of it being written (it is
+        # the newest file until compress is done and the original removed).
+        later = [] if index is None else [f for f in files[index + 1 :] if not matches(f, here)]
+        if not later or not self._open(later[0], live=False):
             self._open(self.path, live=True)
         return rest
 
