@@ -24,7 +24,6 @@ __all__ = ["FileTail", "HEAD_BYTES", "PATH_HEADER"]
 _logger = logging.getLogger("async_nexus")
 
 _STARTS = ("end", "beginning")
-_TURN = 64  # lines read from one file of a glob before the next file's turn
 
 #: The header that carries the path of the file a line was read from.
 PATH_HEADER = "path"
@@ -144,29 +143,45 @@ class FileTail(EventConverter):
 
     async def event_generator(self) -> AsyncIterator[Event]:
         """Yield one event per line, waiting for more for as long as the nexus runs."""
+        create, event_type, encoding = self.event_factory.create_event, self.event_type, self.encoding
         try:
             self._begin()
             while True:
                 busy = False
                 for follower in list(self._followers.values()):
-                    headers_path = follower.path
-                    count = 0
-                    while count < _TURN:
-                        line = follower.next_line()
-                        if line is None:
-                            break
-                        count += 1
-                        text = line.decode(self.encoding, errors="replace")
-                        yield self.event_factory.create_event(
-                            text, event_type=self.event_type, headers={PATH_HEADER: headers_path}
-                        )
+                    block = follower.next_block()
+                    if block is None:
+                        if self._pattern and follower.vanished():
+                            self._drop(follower)
+                        continue
+                    busy = True
+                    path, store = follower.path, self._store
+                    complete = block.data.endswith(b"\n")
+                    # Decoded and split as a block: a line end is the byte \n in every
+                    # encoding FileTail reads, so no character spans two lines.
+                    texts = block.data.decode(encoding, errors="replace").split("\n")
+                    if complete:
+                        texts.pop()
+                    if b"\r" in block.data:
+                        texts = [t[:-1] if t.endswith("\r") else t for t in texts]
+                    if store is None:
+                        for text in texts:
+                            yield create(text, event_type=event_type, headers={PATH_HEADER: path})
+                        continue
+                    key, identity, offset = self._key(path), block.identity, block.offset
+                    raws = block.data.split(b"\n")
+                    if complete:
+                        raws.pop()
+                    if len(raws) != len(texts):  # an encoding that does not keep to that
+                        texts = [raw.decode(encoding, errors="replace") for raw in raws]
+                        texts = [t[:-1] if t.endswith("\r") else t for t in texts]
+                    for text, raw in zip(texts, raws, strict=True):
+                        offset += len(raw) + complete
+                        yield create(text, event_type=event_type, headers={PATH_HEADER: path})
                         # Asked for the next event: the nexus accepted this line's, so its
                         # position may be kept. Saving any earlier could skip a line the nexus
                         # never took.
-                        self._save(follower)
-                    busy = busy or count > 0
-                    if count < _TURN and self._pattern and follower.vanished():
-                        self._drop(follower)
+                        store.save(key, identity.saved(offset))
                 if self._pattern and time.monotonic() - self._scanned >= self.poll_interval:
                     self._scan(at_end=False)
                 if not busy:
@@ -266,13 +281,6 @@ class FileTail(EventConverter):
             self.start_from,
             self.start_from,
         )
-
-    def _save(self, follower: Follower) -> None:
-        if self._store is None:
-            return
-        value = follower.saved()
-        if value is not None:
-            self._store.save(self._key(follower.path), value)
 
     def _save_index(self) -> None:
         if self._store is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import zlib
+from typing import NamedTuple
 
 from ._files import (
     HEAD_BYTES,
@@ -21,6 +22,14 @@ from ._files import (
 _CHUNK = 64 * 1024
 
 _SAME, _MISSING, _OTHER = "same", "missing", "other"
+
+
+class Block(NamedTuple):
+    """Lines read from one file: its identity, where in it they start, and their bytes."""
+
+    identity: Identity
+    offset: int
+    data: bytes
 
 
 class Follower:
@@ -43,7 +52,6 @@ class Follower:
         self._buffer = b""  # read from the file, not yet emitted from self._taken on
         self._taken = 0
         self._offset = 0  # where in the file self._buffer[self._taken] is
-        self._emitted: tuple[Identity, int] | None = None  # just past the line emitted last
 
     @property
     def opened(self) -> bool:
@@ -57,13 +65,6 @@ class Follower:
         elif at_end and self._open(self.path, live=True):
             self._seek(self._end_of_last_line())
         # Otherwise next_line opens the file from its beginning once it exists.
-
-    def saved(self) -> str | None:
-        """The checkpoint value of the position just past the line emitted last, if any."""
-        if self._emitted is None:
-            return None
-        identity, offset = self._emitted
-        return identity.saved(offset)
 
     def holds(self, device: int, inode: int) -> bool:
         """Whether the open file is (``device``, ``inode``)."""
@@ -145,18 +146,22 @@ class Follower:
 
     # Reading.
 
-    def next_line(self) -> bytes | None:
-        """The next line, reading and following the files as needed; ``None``: nothing yet."""
+    def next_block(self) -> Block | None:
+        """The next lines, reading and following the files as needed; ``None``: nothing yet.
+
+        The lines come as a block of bytes read from one file: complete lines, each ending
+        with ``\\n``, or the last line of a finished file that has no line end. Returning
+        them together spares a call per line; the block is at most a read's worth.
+        """
         if self._file is None and not self._open(self.path, live=True):
             return None
         while True:
-            newline = self._buffer.find(b"\n", self._taken)
-            if newline >= 0:
-                line = self._buffer[self._taken : newline]
-                self._offset += newline + 1 - self._taken
-                self._taken = newline + 1
-                self._emitted = (self._identity, self._offset)
-                return line[:-1] if line.endswith(b"\r") else line
+            end = self._buffer.rfind(b"\n", self._taken)
+            if end >= 0:
+                block = Block(self._identity, self._offset, self._buffer[self._taken : end + 1])
+                self._offset += end + 1 - self._taken
+                self._taken = end + 1
+                return block
             if self._fill():
                 continue
             if self._live:
@@ -172,9 +177,10 @@ class Follower:
                     return None  # moved away and not replaced yet: the old file may still grow
                 if self._fill():  # what was written to it before the rename
                     continue
+            identity, offset = self._identity, self._offset
             rest = self._finish()
             if rest:
-                return rest
+                return Block(identity, offset, rest)
             if self._file is None:
                 return None
 
@@ -246,8 +252,6 @@ class Follower:
         """Leave the finished file for the next; what it ended with unterminated."""
         rest = self._buffer[self._taken :]
         identity = self._identity
-        if rest:
-            self._emitted = (identity, self._offset + len(rest))
         files = self._rotations.files()
         here = Position(identity.device, identity.inode, 0, len(identity.head), fingerprint(identity.head))
         index = Rotations.locate(files, here)
