@@ -16,7 +16,8 @@ from ..checkpoints import Checkpoints, MemoryCheckpoints
 from ..errors import BadCall
 from ..events import Event, EventFactory, EventType, NamedEvent
 from ..sources import EventConverter
-from ._files import HEAD_BYTES, Position
+from ._files import HEAD_BYTES as _HEAD_BYTES
+from ._files import Position
 from ._follower import Follower
 
 __all__ = ["FileTail", "HEAD_BYTES", "PATH_HEADER"]
@@ -25,8 +26,13 @@ _logger = logging.getLogger("async_nexus")
 
 _STARTS = ("end", "beginning")
 
-#: The header that carries the path of the file a line was read from.
+#: The header of each event that carries the path of the file its line was read from.
 PATH_HEADER = "path"
+
+#: How many of a file's first bytes its fingerprint covers (fewer while the file is shorter):
+#: enough for the first lines of a log, whose time stamps tell two files apart, and cheap to
+#: read again for each rotated file looked at.
+HEAD_BYTES = _HEAD_BYTES
 
 
 class FileTail(EventConverter):
