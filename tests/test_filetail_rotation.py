@@ -301,3 +301,41 @@ async def test_a_glob_follows_at_most_max_files_and_warns(
 def test_max_files_must_be_a_positive_integer(tmp_path: Path) -> None:
     with pytest.raises(errors.BadCall, match="max_files must be a positive integer, got 0"):
         FileTail(tmp_path / "*.log", max_files=0)
+
+
+async def test_files_rotated_within_one_clock_tick_are_ordered_by_their_numbers(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(numbered(0, 1))
+    store = MemoryCheckpoints()
+    first = await lines(log, 1, store)
+    stamp = log.stat().st_mtime_ns
+    append(log, numbered(1, 1))
+    # logrotate's numbering, and the same time on every file: the numbers decide.
+    rotate(log)
+    append(log, numbered(2, 1))
+    rotate(log)
+    append(log, numbered(3, 1))
+    for name in ("app.log.1", "app.log.2"):
+        os.utime(tmp_path / name, ns=(stamp, stamp))
+    assert first + await lines(log, 3, store) == texts(0, 4)
+
+
+async def test_upward_numbers_are_recognised_from_the_files_written_apart(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(numbered(0, 1))
+    store = MemoryCheckpoints()
+    first = await lines(log, 1, store)
+    # Earlier files, written apart: the higher number is the newer.
+    for n, stamp in ((1, 10**18), (2, 2 * 10**18)):
+        older = tmp_path / f"app.log.{n}"
+        older.write_text(f"old {n}\n")
+        os.utime(older, ns=(stamp, stamp))
+    append(log, numbered(1, 1))
+    log.rename(tmp_path / "app.log.3")
+    log.write_text(numbered(2, 1))
+    log.rename(tmp_path / "app.log.4")
+    log.write_text(numbered(3, 1))
+    same = 3 * 10**18
+    for name in ("app.log.3", "app.log.4"):
+        os.utime(tmp_path / name, ns=(same, same))
+    assert first + await lines(log, 3, store) == texts(0, 4)

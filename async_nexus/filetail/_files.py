@@ -175,6 +175,10 @@ class Rotations:
             except (FileNotFoundError, NotADirectoryError):
                 continue
         found.sort()
+        if _numbered_upwards(found):
+            # Files written within one tick of the clock are ordered by their numbers: the
+            # other way round where the files written apart show that higher is newer.
+            found = sorted((m, (k, -n, name), path) for m, (k, n, name), path in found)
         return [path for _, _, path in found]
 
     @staticmethod
@@ -199,3 +203,18 @@ class Rotations:
                 by_print.append(index)
         by_print.sort(key=lambda index: compressed(files[index]))
         return by_print[0] if by_print else None
+
+
+def _numbered_upwards(found: list[tuple[int, tuple[int, int, str], str]]) -> bool:
+    """Whether, among numbered files written at different times, the newer has the higher number.
+
+    logrotate numbers downwards (``app.log.1`` is the newest); some programs count upwards.
+    ``found`` is sorted by time; numbered entries carry minus their number.
+    """
+    numbers = [(mtime, -order[1]) for mtime, order, _ in found if order[0] == 0]
+    upwards = downwards = 0
+    for (earlier, first), (later, second) in zip(numbers, numbers[1:], strict=False):
+        if earlier < later:
+            upwards += second > first
+            downwards += second < first
+    return upwards > downwards
