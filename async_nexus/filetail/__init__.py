@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from stat import S_ISREG
 from typing import Literal
 
 from ..checkpoints import Checkpoints, MemoryCheckpoints
@@ -230,9 +231,14 @@ class FileTail(EventConverter):
         self._scanned = time.monotonic()
         before = len(self._followers)
         for path in sorted(glob.glob(self.path)):
-            if path in self._followers or not os.path.isfile(path):
+            if path in self._followers:
                 continue
-            stat = os.stat(path)
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                continue  # gone since the folder was read
+            if not S_ISREG(stat.st_mode):
+                continue
             if any(f.holds(stat.st_dev, stat.st_ino) for f in self._followers.values()):
                 continue  # a rotated name the glob matches too: read under the name it had
             if len(self._followers) >= self.max_files:

@@ -34,7 +34,8 @@ class Position:
 
     ``head`` and ``print`` are the length and the :func:`fingerprint` of the file's first bytes;
     a position saved by an older version has none (``head == 0``) and is found by its device and
-    inode alone. In a compressed file the offset counts uncompressed bytes.
+    inode alone. In a compressed file the offset counts uncompressed bytes. ``path`` is where
+    the file was when it was opened, for messages only.
     """
 
     device: int
@@ -42,6 +43,7 @@ class Position:
     offset: int
     head: int = 0
     print: str = ""
+    path: str = ""
 
     @classmethod
     def parse(cls, value: str) -> Position:
@@ -54,6 +56,7 @@ class Position:
                 int(saved["offset"]),
                 int(saved.get("head", 0)),
                 str(saved.get("fingerprint", "")),
+                str(saved.get("path", "")),
             )
         except (ValueError, TypeError, KeyError, AttributeError):
             raise ValueError(value) from None
@@ -71,10 +74,10 @@ class Identity:
 
     __slots__ = ("device", "inode", "head", "prefix", "suffix")
 
-    def __init__(self, device: int, inode: int, head: bytes) -> None:
+    def __init__(self, device: int, inode: int, head: bytes, path: str = "") -> None:
         self.device = device
         self.inode = inode
-        self.prefix = f'{{"device": {device}, "inode": {inode}, "offset": '
+        self.prefix = f'{{"path": {json.dumps(path)}, "device": {device}, "inode": {inode}, "offset": '
         self.head = b""
         self.suffix = "}"
         self.grow(head)

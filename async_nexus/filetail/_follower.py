@@ -64,7 +64,7 @@ class Follower:
             self._resume(saved)
         elif at_end and self._open(self.path, live=True):
             self._seek(self._end_of_last_line())
-        # Otherwise next_line opens the file from its beginning once it exists.
+        # Otherwise next_block opens the file from its beginning once it exists.
 
     def holds(self, device: int, inode: int) -> bool:
         """Whether the open file is (``device``, ``inode``)."""
@@ -96,32 +96,31 @@ class Follower:
         if index is not None and self._open(files[index], live=False):
             self._seek(saved.offset)
             return
+        was = f"{saved.path or 'the file it was reading'} (device {saved.device}, inode {saved.inode})"
         if files:
             self._logger.warning(
-                "%s: the file it was reading (device %d, inode %d, at byte %d) is no longer in %s: "
-                "rotated away and deleted while nobody read. Lines written to it after that byte, "
-                "and to any file rotated and deleted after it, may have been missed; reading the "
-                "rotated files that are left (%s) from their beginning, then %s",
+                "%s: %s is no longer in %s: it was rotated away and deleted while nobody read. "
+                "Lines written to it after byte %d, and to any file rotated and deleted between it "
+                "and %s, may have been missed; reading the rotated files that are left (%s) from "
+                "their beginning, then %s",
                 self._name,
-                saved.device,
-                saved.inode,
-                saved.offset,
+                was,
                 " or ".join(self._rotations.folders),
+                saved.offset,
+                files[0],
                 ", ".join(files),
                 self.path,
             )
             self._open(files[0], live=False)
             return
         self._logger.warning(
-            "%s: the file it was reading (device %d, inode %d, at byte %d) is no longer in %s; "
-            "reading %s from its beginning: lines written to the old file after that byte may "
-            "have been missed",
+            "%s: %s is no longer in %s; reading %s from its beginning: lines written to the old "
+            "file after byte %d may have been missed",
             self._name,
-            saved.device,
-            saved.inode,
-            saved.offset,
+            was,
             " or ".join(self._rotations.folders),
             self.path,
+            saved.offset,
         )
 
     def _holds(self, saved: Position) -> bool:
@@ -272,7 +271,7 @@ class Follower:
             return False
         stat = os.fstat(file.fileno())
         self._file, self._live = file, live
-        self._identity = Identity(stat.st_dev, stat.st_ino, head)
+        self._identity = Identity(stat.st_dev, stat.st_ino, head, path)
         self._seek(0)
         return True
 
