@@ -340,3 +340,16 @@ async def test_upward_numbers_are_recognised_from_the_files_written_apart(tmp_pa
     for name in ("app.log.3", "app.log.4"):
         os.utime(tmp_path / name, ns=(same, same))
     assert first + await lines(log, 3, store) == texts(0, 4)
+
+
+async def test_files_named_like_the_log_without_a_number_or_date_are_not_rotations(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(numbered(0, 1))
+    store = MemoryCheckpoints()
+    first = await lines(log, 1, store)
+    append(log, numbered(1, 1))
+    log.rename(tmp_path / "app.log.1")
+    (tmp_path / "app.log.bak").write_text("a backup, not a rotation\n")
+    (tmp_path / "app.log.swp").write_text("an editor's\n")
+    log.write_text(numbered(2, 1))
+    assert first + await lines(log, 2, store) == texts(0, 3)

@@ -63,8 +63,8 @@ class FileTail(EventConverter):
       whose path is gone is finished and dropped.
 
     Rotated files are looked for in the followed file's folder and in ``olddir``: their names
-    are the file's name with something appended (``app.log.1``, ``app.log.2.gz``,
-    ``app.log-20240101``) or its stem and extension around something (``app-20240101.log``).
+    are the file's name with a number or a date appended (``app.log.1``, ``app.log.2.gz``,
+    ``app.log-20240101``) or its stem and extension around one (``app-20240101.log``).
 
     Waits poll: the files are looked at again every ``poll_interval`` seconds, with
     :func:`asyncio.sleep` in between, so an idle tail costs a few system calls per interval.

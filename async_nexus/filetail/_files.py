@@ -129,9 +129,9 @@ def matches(path: str, position: Position) -> bool:
 class Rotations:
     """The rotated files of one followed path, oldest first, in its folder and in ``olddir``.
 
-    A rotated file's name is the followed file's name with something appended (``app.log.1``,
-    ``app.log.2.gz``, ``app.log-20240101``), or its stem and extension with something in
-    between (``app-20240101.log``, logrotate's ``dateext`` with ``extension .log``).
+    A rotated file's name is the followed file's name with a number or a date appended
+    (``app.log.1``, ``app.log.2.gz``, ``app.log-20240101``), or its stem and extension with
+    one in between (``app-20240101.log``, logrotate's ``dateext`` with ``extension .log``).
 
     They are in the order they were last written to, which is the order of rotation whatever
     the naming scheme (``gzip`` and logrotate's ``compress`` keep that time); files written
@@ -155,10 +155,13 @@ class Rotations:
             rest = plain[len(self.base) + 1 :]
             if plain[len(self.base)] == "." and rest.isdigit():
                 return (0, -int(rest), name)
-            return (1, 0, plain[len(self.base) :])
-        if self.extension and plain.startswith(self.stem) and plain.endswith(self.extension):
-            return (1, 0, plain[len(self.stem) : -len(self.extension)])
-        return None
+            between = plain[len(self.base) :]
+        elif self.extension and plain.startswith(self.stem) and plain.endswith(self.extension):
+            between = plain[len(self.stem) : -len(self.extension)]
+        else:
+            return None
+        # A date, or some other count: app.log.bak or app.log.swp is no rotation.
+        return (1, 0, between) if any(c.isdigit() for c in between) else None
 
     def files(self) -> list[str]:
         """The rotated files now there, oldest first."""
