@@ -157,9 +157,12 @@ class Rotator:
         self.rotations += 1
 
 
-def start(journal: Path, log: Path, handled: Path, olddir: Path | None) -> subprocess.Popen[bytes]:
+def start(
+    journal: Path, log: Path, handled: Path, olddir: Path | None, slow: bool
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "tests.daemons.journaled", "tail", str(journal), str(log), str(handled)]
+    mode = "slow-tail" if slow else "tail"
+    args = [sys.executable, "-m", "tests.daemons.journaled", mode, str(journal), str(log), str(handled)]
     if olddir is not None:
         args.append(str(olddir))
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
@@ -175,7 +178,15 @@ def runs(numbers: list[int]) -> int:
     return sum(1 for i, n in enumerate(numbers) if i == 0 or numbers[i - 1] != n - 1)
 
 
-async def crash_scenario(tmp_path: Path, mode: str, *, kills: int, down_rotations: int) -> str:
+async def crash_scenario(
+    tmp_path: Path, mode: str, *, kills: int, down_rotations: int, slow: bool = False
+) -> str:
+    """Rotate in ``mode`` while the daemon runs and while it is down; kill it ``kills`` times.
+
+    A ``slow`` daemon takes at least 1 ms a line, so that it catches up with what was written
+    while it was down for a while: it is then killed at a random line of that backlog, and
+    the log is rotated right then, while it reads the files rotated meanwhile.
+    """
     binary = require_logrotate()
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -186,19 +197,22 @@ async def crash_scenario(tmp_path: Path, mode: str, *, kills: int, down_rotation
     conf, state = tmp_path / "logrotate.conf", tmp_path / "logrotate.state"
     directives = MODES[mode].format(old=olddir)
     conf.write_text(f"{log} {{\n    rotate 100\n    missingok\n    {directives}\n}}\n")
-    writer = Writer(log)
+    writer = Writer(log, per_tick=1 if slow else 5)
     writer.write(10)
     rotator = Rotator(binary, conf, state, mode, writer)
     writing = asyncio.create_task(writer.run())
     try:
         for _ in range(kills):
-            daemon = start(journal, log, handled, olddir)
+            daemon = start(journal, log, handled, olddir, slow)
             try:
-                # Once it reads (a kill before its first checkpoint would test nothing): a
-                # rotation at a random moment, then a kill at another.
+                # Once it reads (a kill before its first checkpoint would test nothing): at a
+                # random line of its backlog, or a random moment, a rotation, then a kill.
                 before = len(lines(handled))
-                assert await until(lambda b=before: len(lines(handled)) > b), "the daemon handles nothing"
-                await asyncio.sleep(rng.uniform(0.2, 0.8))  # a random moment, not a wait for anything
+                backlog = writer.written - len(set(lines(handled)))
+                target = before + rng.randint(1, max(1, backlog))
+                assert await until(lambda t=target: len(lines(handled)) >= t), "the daemon handles nothing"
+                if not slow:
+                    await asyncio.sleep(rng.uniform(0.2, 0.8))  # a random moment, not a wait for anything
                 await rotator.rotate()
                 await asyncio.sleep(rng.uniform(0.0, 0.6))
                 assert daemon.poll() is None, f"the daemon exited with {daemon.returncode}"
@@ -210,7 +224,7 @@ async def crash_scenario(tmp_path: Path, mode: str, *, kills: int, down_rotation
                 await rotator.rotate()
         writing.cancel()
         writer.write(10)  # the last lines, after the last rotation
-        daemon = start(journal, log, handled, olddir)
+        daemon = start(journal, log, handled, olddir, slow)
         try:
             wanted = {f"line {n}" for n in range(writer.written)}
             await until(lambda: wanted <= set(lines(handled)))
@@ -225,8 +239,9 @@ async def crash_scenario(tmp_path: Path, mode: str, *, kills: int, down_rotation
     lost = sorted(int(line.split()[1]) for line in wanted - counts.keys())
     duplicated = sorted(int(line.split()[1]) for line, count in counts.items() if count > 1)
     extra = sum(count - 1 for count in counts.values())
+    daemon_kind = " (slow daemon)" if slow else ""
     report = (
-        f"{mode}: {writer.written} lines written, {rotator.rotations} rotations, {kills} kills; "
+        f"{mode}{daemon_kind}: {writer.written} lines written, {rotator.rotations} rotations, {kills} kills; "
         f"handled {len(counts)} distinct ({sum(counts.values())} times), lost {len(lost)}, "
         f"duplicated {extra} (in {runs(duplicated)} runs); seed {seed}"
     )
@@ -247,4 +262,4 @@ async def test_rotations_while_down_with_compression_lose_nothing(tmp_path: Path
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("mode", list(MODES))
 async def test_every_line_survives_logrotate_and_kills(tmp_path: Path, mode: str) -> None:
-    await crash_scenario(tmp_path, mode, kills=3, down_rotations=2)
+    await crash_scenario(tmp_path, mode, kills=3, down_rotations=2, slow=True)
