@@ -186,7 +186,7 @@ class Follower:
     def _fill(self) -> bool:
         assert self._file is not None
         if self._live and not self._same_head():
-            return False  # truncated: next_line finds out
+            return False  # truncated: next_block finds out
         try:
             chunk = self._file.read(_CHUNK)
         except (EOFError, zlib.error, OSError) as error:
