@@ -24,6 +24,8 @@ class Plan:
     memory_runs: int
     io_memory_runs: int
     durable_runs: int  # rounds of scenario 9; the median of these is reported
+    filetail_lines: int  # scenario 10: the lines of the file
+    filetail_runs: int  # rounds of scenario 10; the median of these is reported
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -44,6 +46,8 @@ FULL = Plan(
     memory_runs=5,
     io_memory_runs=1,
     durable_runs=3,
+    filetail_lines=200_000,
+    filetail_runs=5,
 )
 QUICK = Plan(
     5_000,
@@ -60,6 +64,8 @@ QUICK = Plan(
     memory_runs=1,
     io_memory_runs=1,
     durable_runs=1,
+    filetail_lines=2_000,
+    filetail_runs=1,
 )
 
 #: The implementations that also run on uvloop: those the goals compare with. aiopubsub
@@ -114,6 +120,8 @@ SCENARIOS = {
     "durable_full": Scenario("9: durable, synchronous=full", "events/s", True),
     "durable_normal": Scenario("9: durable, synchronous=normal", "events/s", True),
     "durable_latency": Scenario("9: durable, await ingest at half rate", "ms", False),
+    "filetail": Scenario("10: file tail into a handler", "lines/s", True),
+    "filetail_journal": Scenario("10: file tail, with a journal", "lines/s", True),
 }
 
 #: The scenarios measured as the growth of a fresh process's peak resident memory.
@@ -121,7 +129,9 @@ MEMORY = ("overload", "io_overload")
 
 #: Scenario 9 (benchmarks/durable.py): its result keys, and ``--only durable`` for all three.
 DURABLE = ("durable_full", "durable_normal", "durable_latency")
-GROUPS: dict[str, tuple[str, ...]] = {"durable": DURABLE}
+#: Scenario 10 (benchmarks/filetail.py): its result keys, and ``--only filetail`` for both.
+FILETAIL = ("filetail", "filetail_journal")
+GROUPS: dict[str, tuple[str, ...]] = {"durable": DURABLE, "filetail": FILETAIL}
 #: Scenario 9: the producer tasks that feed the nexus at once, each awaiting its ingest().
 DURABLE_PRODUCERS = 100
 
@@ -129,9 +139,10 @@ DURABLE_PRODUCERS = 100
 def measured(key: str, impl: str, loop: str = "asyncio") -> bool:
     """Whether ``impl`` takes part in scenario ``key`` on ``loop``.
 
-    Scenario 9 has peers of its own, driven by benchmarks/durable.py: none of these.
+    Scenarios 9 and 10 have peers of their own, driven by benchmarks/durable.py and
+    benchmarks/filetail.py: none of these.
     """
-    if key in DURABLE:
+    if key in DURABLE or key in FILETAIL:
         return False
     if key in IO_IMPLS:
         return loop == "asyncio" and impl in IO_IMPLS[key]
@@ -195,4 +206,12 @@ GOALS = [
     Goal("durable, synchronous=full >= 0.5x bare sqlite3", "durable_full", "sqlite_floor", 0.5, True),
     Goal("durable, synchronous=normal >= 0.5x bare sqlite3", "durable_normal", "sqlite_floor", 0.5, True),
     Goal("durable: await ingest p99 < 5 ms at half the rate (normal)", "durable_latency", "", 5.0, False),
+    Goal("file tail >= 0.3x a plain loop over the file's lines", "filetail", "file_floor", 0.3, True),
+    Goal(
+        "file tail with a journal >= 0.1x a plain loop over the file's lines",
+        "filetail_journal",
+        "file_floor",
+        0.1,
+        True,
+    ),
 ]

@@ -58,3 +58,30 @@ def test_the_durable_scenario_hands_every_event_to_the_handler_and_removes_it() 
         assert cells[f"durable_{level}", "sqlite_floor"]["detail"]["batches"] == [round(journal["group"])]
     latency = cells["durable_latency", "nexus"]["detail"]
     assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
+
+
+#: Scenario 10 at a tiny size, in a child of the suite's own shape: its rows as JSON.
+FILETAIL_RUN = """
+import dataclasses, json
+from benchmarks import filetail
+from benchmarks.plan import FILETAIL, QUICK
+plan = dataclasses.replace(QUICK, filetail_lines=500, filetail_runs=1, warmup=0)
+print(json.dumps(filetail.measure(plan, list(FILETAIL))))
+"""
+
+
+def test_the_filetail_scenario_hands_every_line_to_the_handler() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FILETAIL_RUN],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=SCRIPT.parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout.splitlines()[-1])
+    cells = {(r["key"], r["impl"]): r for r in rows}
+    assert set(cells) == {(k, i) for k in ("filetail", "filetail_journal") for i in ("nexus", "file_floor")}
+    # A run whose handler did not get every line is a failed row, without a value.
+    failed = {cell: r["detail"].get("error") for cell, r in cells.items() if r["value"] is None}
+    assert not failed

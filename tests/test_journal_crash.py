@@ -126,14 +126,10 @@ async def test_every_line_of_a_growing_rotating_file_is_handled_after_five_kills
     write(500)
     for round_ in range(KILLS):
         daemon = start("tail", str(journal), str(log), str(handled))
-        # It first catches up with what was written while it was down: FileTail follows one
-        # rotation that happened meanwhile (the file it was in is found by its inode), not
-        # a chain of them, so the writer goes on only then.
-        await until(lambda d=daemon: len(set(lines(handled))) >= written or d.poll() is not None)
         stop = asyncio.Event()
-        # FileTail follows one rotation between where it was and where it goes on, not a
-        # chain: a round that rotates while it runs has no rotation while it is down.
-        writer = asyncio.create_task(keep_writing(stop, rotating=round_ % 2 == 0))
+        # The writer goes on at once: the daemon catches up with the files rotated while it
+        # was down (found by inode and first bytes) while new lines and rotations come.
+        writer = asyncio.create_task(keep_writing(stop, rotating=True))
         try:
             target = len(lines(handled)) + rng.randint(300, 2500)
             await until(lambda t=target, d=daemon: len(lines(handled)) >= t or d.poll() is not None)
@@ -142,10 +138,11 @@ async def test_every_line_of_a_growing_rotating_file_is_handled_after_five_kills
             kill(daemon)
             stop.set()
             await writer
-        if round_ % 2:  # while it is down: more lines, a rotation, and lines in the new file
+        # While it is down: more lines, and a chain of rotations with lines in each file.
+        for _ in range(round_ % 3):
             write(100)
             rotate()
-            write(100)
+        write(100)
     daemon = start("tail", str(journal), str(log), str(handled))
     try:
         await until(lambda: len(set(lines(handled))) >= written)

@@ -6,9 +6,9 @@ appending each id to ACCEPTED once its ``await ingest()`` returned, and handles 
 appending its id to HANDLED. Once the events are in, it keeps running (replayed events are
 handled too) until killed.
 
-``python -m tests.daemons.journaled tail JOURNAL LOG HANDLED`` follows LOG with a
-:class:`~async_nexus.filetail.FileTail` from its beginning and appends each line it
-handles to HANDLED.
+``python -m tests.daemons.journaled tail JOURNAL LOG HANDLED [OLDDIR]`` follows LOG with a
+:class:`~async_nexus.filetail.FileTail` from its beginning (its rotated files in OLDDIR, if
+given) and appends each line it handles to HANDLED.
 
 ``python -m tests.daemons.journaled slow-tail JOURNAL LOG HANDLED`` does the same with a slow
 handler, for tests/test_fairness.py: it fsyncs HANDLED after each line and takes at least
@@ -54,7 +54,9 @@ async def events(
         await task
 
 
-async def tail(journal: str, log: str, handled_path: str, slow: bool = False) -> None:
+async def tail(
+    journal: str, log: str, handled_path: str, olddir: str | None = None, slow: bool = False
+) -> None:
     nexus = AsyncEventNexus(journal=SqliteJournal(journal, synchronous="normal"))
     with open(handled_path, "a", buffering=1) as handled:
 
@@ -69,7 +71,7 @@ async def tail(journal: str, log: str, handled_path: str, slow: bool = False) ->
                     time.sleep(rest)
 
         nexus.add_handler("line", handle)
-        nexus.register(FileTail(log, start="beginning", poll_interval=0.01))
+        nexus.register(FileTail(log, start="beginning", poll_interval=0.01, olddir=olddir))
         task = nexus.start()
         print("READY", flush=True)
         await task
