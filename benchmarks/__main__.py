@@ -23,7 +23,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from . import durable, peer_venv, plot, redis_scenario, report, runner
+from . import durable, nats_scenario, peer_venv, plot, redis_scenario, report, runner
 from .peers import IMPLEMENTATIONS, REQUIRES
 from .plan import (
     DURABLE,
@@ -34,6 +34,7 @@ from .plan import (
     IO_OVERLOAD_SLEEP,
     IO_SLEEP,
     MEMORY,
+    OWN_PEERS,
     QUICK,
     SCENARIOS,
     child_tasks,
@@ -131,8 +132,8 @@ def measure_all(impls: list[str], keys: list[str], loops: list[str], plan: Any) 
     drifts (a shared or virtual one) then slows every implementation of a round alike,
     and the ratios, taken round by round, stay fair.
     """
-    if all(key == "redis" or key in DURABLE for key in keys):
-        return []  # scenarios 7 and 9 drive their own peers: no interpreter (nor venv) to prepare
+    if all(key in OWN_PEERS or key in DURABLE for key in keys):
+        return []  # scenarios 7, 9 and 10 drive their own peers: no interpreter (nor venv) to prepare
     groups = [
         [[name, dict(params)] for name, params in group if params.get("key", name) in keys]
         for group in child_tasks(plan)
@@ -149,7 +150,7 @@ def measure_all(impls: list[str], keys: list[str], loops: list[str], plan: Any) 
                 rows += [
                     runner.row(k, impl, loop, note=why)
                     for k in keys
-                    if k != "redis" and k not in MEMORY and measured(k, impl, loop)
+                    if k not in OWN_PEERS and k not in MEMORY and measured(k, impl, loop)
                 ]
             elif groups:
                 jobs.append((impl, loop, python))
@@ -229,12 +230,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = measure_all(impls, keys, loops, plan)
     if "redis" in keys:
         rows += redis_scenario.measure(plan, with_nexus="nexus" in impls)
+    if "nats" in keys:
+        rows += nats_scenario.measure(plan, with_nexus="nexus" in impls)
     rows += durable.measure(plan, keys)
     rows += ideal_rows(keys)
     versions = {r["impl"]: r["version"] for r in rows if r["version"]}
     for r in rows:
         r["version"] = r["version"] or versions.get(r["impl"], "")
-    every = ["ideal", *IMPLEMENTATIONS, *redis_scenario.IMPLEMENTATIONS, *durable.IMPLEMENTATIONS]
+    every = [
+        "ideal",
+        *IMPLEMENTATIONS,
+        *redis_scenario.IMPLEMENTATIONS,
+        *durable.IMPLEMENTATIONS,
+        *nats_scenario.IMPLEMENTATIONS,
+    ]
     order = {k: i for i, k in enumerate(every)}
     keys_order = list(SCENARIOS)
     rows.sort(key=lambda r: (keys_order.index(r["key"]), r["loop"] != "asyncio", order.get(r["impl"], 99)))

@@ -24,6 +24,7 @@ class Plan:
     memory_runs: int
     io_memory_runs: int
     durable_runs: int  # rounds of scenario 9; the median of these is reported
+    nats_events: int = 50_000  # scenario 10
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -44,6 +45,7 @@ FULL = Plan(
     memory_runs=5,
     io_memory_runs=1,
     durable_runs=3,
+    nats_events=50_000,
 )
 QUICK = Plan(
     5_000,
@@ -60,6 +62,7 @@ QUICK = Plan(
     memory_runs=1,
     io_memory_runs=1,
     durable_runs=1,
+    nats_events=1_000,
 )
 
 #: The implementations that also run on uvloop: those the goals compare with. aiopubsub
@@ -114,7 +117,12 @@ SCENARIOS = {
     "durable_full": Scenario("9: durable, synchronous=full", "events/s", True),
     "durable_normal": Scenario("9: durable, synchronous=normal", "events/s", True),
     "durable_latency": Scenario("9: durable, await ingest at half rate", "ms", False),
+    "nats": Scenario("10: NATS JetStream crossing", "events/s", True),
 }
+
+#: The scenarios that cross processes and drive their own peers (benchmarks/redis_scenario.py
+#: and benchmarks/nats_scenario.py), in processes of their own.
+OWN_PEERS = ("redis", "nats")
 
 #: The scenarios measured as the growth of a fresh process's peak resident memory.
 MEMORY = ("overload", "io_overload")
@@ -195,4 +203,6 @@ GOALS = [
     Goal("durable, synchronous=full >= 0.5x bare sqlite3", "durable_full", "sqlite_floor", 0.5, True),
     Goal("durable, synchronous=normal >= 0.5x bare sqlite3", "durable_normal", "sqlite_floor", 0.5, True),
     Goal("durable: await ingest p99 < 5 ms at half the rate (normal)", "durable_latency", "", 5.0, False),
+    Goal("NATS JetStream crossing >= 0.7x bare nats-py", "nats", "nats_py", 0.7, True),
+    Goal("NATS JetStream crossing >= 1.5x FastStream", "nats", "faststream", 1.5, True),
 ]
