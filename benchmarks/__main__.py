@@ -23,7 +23,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from . import durable, filetail, peer_venv, plot, redis_scenario, report, runner
+from . import durable, filetail, nats_scenario, peer_venv, plot, redis_scenario, report, runner
 from .peers import IMPLEMENTATIONS, REQUIRES
 from .plan import (
     DURABLE,
@@ -35,6 +35,7 @@ from .plan import (
     IO_OVERLOAD_SLEEP,
     IO_SLEEP,
     MEMORY,
+    OWN_PEERS,
     QUICK,
     SCENARIOS,
     child_tasks,
@@ -132,8 +133,8 @@ def measure_all(impls: list[str], keys: list[str], loops: list[str], plan: Any) 
     drifts (a shared or virtual one) then slows every implementation of a round alike,
     and the ratios, taken round by round, stay fair.
     """
-    if all(key == "redis" or key in DURABLE or key in FILETAIL for key in keys):
-        return []  # scenarios 7, 9 and 10 drive their own peers: no interpreter (nor venv) to prepare
+    if all(key in OWN_PEERS or key in DURABLE or key in FILETAIL for key in keys):
+        return []  # scenarios 7, 9, 10 and 11 drive their own peers: no interpreter (nor venv) to prepare
     groups = [
         [[name, dict(params)] for name, params in group if params.get("key", name) in keys]
         for group in child_tasks(plan)
@@ -150,7 +151,7 @@ def measure_all(impls: list[str], keys: list[str], loops: list[str], plan: Any) 
                 rows += [
                     runner.row(k, impl, loop, note=why)
                     for k in keys
-                    if k != "redis" and k not in MEMORY and measured(k, impl, loop)
+                    if k not in OWN_PEERS and k not in MEMORY and measured(k, impl, loop)
                 ]
             elif groups:
                 jobs.append((impl, loop, python))
@@ -230,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = measure_all(impls, keys, loops, plan)
     if "redis" in keys:
         rows += redis_scenario.measure(plan, with_nexus="nexus" in impls)
+    if "nats" in keys:
+        rows += nats_scenario.measure(plan, with_nexus="nexus" in impls)
     rows += durable.measure(plan, keys)
     rows += filetail.measure(plan, keys)
     rows += ideal_rows(keys)
@@ -242,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         *redis_scenario.IMPLEMENTATIONS,
         *durable.IMPLEMENTATIONS,
         *filetail.IMPLEMENTATIONS,
+        *nats_scenario.IMPLEMENTATIONS,
     ]
     order = {k: i for i, k in enumerate(every)}
     keys_order = list(SCENARIOS)

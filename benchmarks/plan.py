@@ -26,6 +26,7 @@ class Plan:
     durable_runs: int  # rounds of scenario 9; the median of these is reported
     filetail_lines: int  # scenario 10: the lines of the file
     filetail_runs: int  # rounds of scenario 10; the median of these is reported
+    nats_events: int  # scenario 11
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -48,6 +49,7 @@ FULL = Plan(
     durable_runs=3,
     filetail_lines=200_000,
     filetail_runs=5,
+    nats_events=50_000,
 )
 QUICK = Plan(
     5_000,
@@ -66,6 +68,7 @@ QUICK = Plan(
     durable_runs=1,
     filetail_lines=2_000,
     filetail_runs=1,
+    nats_events=1_000,
 )
 
 #: The implementations that also run on uvloop: those the goals compare with. aiopubsub
@@ -122,7 +125,12 @@ SCENARIOS = {
     "durable_latency": Scenario("9: durable, await ingest at half rate", "ms", False),
     "filetail": Scenario("10: file tail into a handler", "lines/s", True),
     "filetail_journal": Scenario("10: file tail, with a journal", "lines/s", True),
+    "nats": Scenario("11: NATS JetStream crossing", "events/s", True),
 }
+
+#: The scenarios that cross processes and drive their own peers (benchmarks/redis_scenario.py
+#: and benchmarks/nats_scenario.py), in processes of their own.
+OWN_PEERS = ("redis", "nats")
 
 #: The scenarios measured as the growth of a fresh process's peak resident memory.
 MEMORY = ("overload", "io_overload")
@@ -214,4 +222,6 @@ GOALS = [
         0.1,
         True,
     ),
+    Goal("NATS JetStream crossing >= 0.7x bare nats-py", "nats", "nats_py", 0.7, True),
+    Goal("NATS JetStream crossing >= 1.5x FastStream", "nats", "faststream", 1.5, True),
 ]

@@ -170,6 +170,37 @@ class EventCodec:
             raise BadValue(f"event {event.id!r} cannot be packed as MessagePack: {exc}") from exc
         return packed
 
+    def encode_payload(self, payload: Any) -> bytes:
+        """Return a payload alone in this codec's format, converted as :meth:`encode` converts it.
+
+        For wires that carry the payload without the event around it, such as the NATS
+        transport's ``wire="raw"``.
+
+        >>> EventCodec().encode_payload({"sku": "T-1", "count": 2})
+        b'{"sku":"T-1","count":2}'
+
+        :raises BadType: the payload holds something that is not a JSON value, a dataclass
+            instance or an object with ``model_dump()``.
+        :raises BadValue: a non-finite float, a string that is not valid Unicode, or nesting
+            too deep (or circular).
+        """
+        try:
+            value = plain_value(payload, "payload", self._msgpack is not None)
+        except RecursionError as exc:
+            raise BadValue("the payload is nested too deeply or circular") from exc
+        if self._msgpack is None:
+            try:
+                return _JSON_ENCODER.encode(value).encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise BadValue("the payload holds a string that is not valid Unicode") from exc
+        try:
+            packed: bytes = self._msgpack.packb(value, use_bin_type=True)
+        except UnicodeEncodeError as exc:
+            raise BadValue("the payload holds a string that is not valid Unicode") from exc
+        except (ValueError, OverflowError) as exc:
+            raise BadValue(f"the payload cannot be packed as MessagePack: {exc}") from exc
+        return packed
+
     def _to_wire(self, event: Event) -> dict[str, Any]:
         if not isinstance(event, Event):
             raise NotAnEvent(f"expected an Event, got {type(event).__qualname__}: {event!r}")

@@ -11,6 +11,9 @@
   the event has been handled; what finally failed or is no event is recorded in a
   dead-letter stream before the message is terminated. The answers to requests go back
   through a stream too (:class:`JetStreamSender`'s ``reply_subject``).
+- ``wire="raw"``, on either side, speaks with other NATS programs (plain nats-py,
+  FastStream, Go services): the body is the payload as JSON, the headers are NATS headers,
+  and a received message's subject is its event's type.
 
 Lost connections and servers restarting are retried with exponential backoff and logged
 to the ``async_nexus.nats`` logger. ``pip install 'async-nexus[nats]'`` installs nats-py,

@@ -59,16 +59,6 @@ def check_stream_name(what: str, value: object) -> None:
         )
 
 
-def check_wire(wire: str) -> None:
-    if wire == "raw":
-        raise BadCall(
-            "wire='raw' (plain NATS bodies, for other NATS clients and frameworks) is not "
-            "available yet; use wire='nexus', the codec's encoding, on both sides"
-        )
-    if wire != "nexus":
-        raise BadValue(f"wire must be 'nexus', got {wire!r}")
-
-
 async def connect(
     servers: list[str], what: str, options: Mapping[str, Any], closing: Callable[[], bool] = lambda: False
 ) -> Client:

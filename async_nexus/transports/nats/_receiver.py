@@ -26,12 +26,12 @@ from ._common import (
     check_publish_subject,
     check_stream_name,
     check_subject,
-    check_wire,
     logger,
     server_list,
 )
 from ._dead_letters import DeadLetters, StuckMessage
 from ._held import NAK, Held
+from ._wire import make_wire
 
 
 class JetStreamReceiver(EventProducer):
@@ -95,7 +95,13 @@ class JetStreamReceiver(EventProducer):
     :param group: the durable consumer (see above); ``None``: an ephemeral one of its own.
     :param codec: the wire format; a JSON :class:`~async_nexus.codec.EventCodec` by default.
         Register :class:`~async_nexus.NamedEvent` classes with it to receive them as such.
-    :param wire: ``"nexus"``: bodies are the codec's encoding. (``"raw"`` is coming.)
+    :param wire: ``"nexus"``: bodies are the codec's encoding of events, as a
+        :class:`JetStreamSender` writes them. ``"raw"``: messages from any NATS client or
+        framework; each becomes an event whose ``type`` is the message's subject, whose
+        ``payload`` is the body decoded as JSON when it is JSON and the body's ``bytes``
+        otherwise, whose ``headers`` are the message's NATS headers, and whose ``id`` is
+        ``"<stream>:<sequence>"``, the same on every redelivery. Answers to requests are
+        sent in the ``"nexus"`` wire either way.
     :param max_in_flight: at most this many messages fetched and not yet settled.
     :param fetch_batch: at most this many messages per fetch.
     :param fetch_wait: how long one fetch waits for messages, in seconds.
@@ -143,7 +149,6 @@ class JetStreamReceiver(EventProducer):
             check_subject("subject", subject)
         if dead_letter_subject is not None:
             check_publish_subject("dead_letter_subject", dead_letter_subject)
-        check_wire(wire)
         for name, value in {"max_in_flight": max_in_flight, "fetch_batch": fetch_batch}.items():
             check_positive(name, value, integer=True)
         if max_deliveries is not None:
@@ -160,6 +165,7 @@ class JetStreamReceiver(EventProducer):
         self.group = group
         self.wire = wire
         self.codec = codec if codec is not None else EventCodec()
+        self._wire = make_wire(wire, self.codec)
         self.max_in_flight = max_in_flight
         self.fetch_batch = fetch_batch
         self.fetch_wait = fetch_wait
@@ -362,7 +368,7 @@ class JetStreamReceiver(EventProducer):
             self.dead_lettered += 1
             return
         try:
-            event = self.codec.decode(msg.data)
+            event = self._wire.decode(msg.subject, msg.data, msg.headers, f"{self.stream}:{sequence}")
         except DecodeError as exc:
             error = await self._dead.malformed(msg, exc)
             self.dead_lettered += 1

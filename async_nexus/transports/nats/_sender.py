@@ -11,8 +11,9 @@ from ...consumers import EventConsumer
 from ...errors import BadCall, BadValue, LoopStopped
 from ...events import CORRELATION_ID, IN_REPLY_TO, REPLY_TO, Event
 from .._retrying import check_positive
-from ._common import Connection, Servers, check_publish_subject, check_wire, server_list
+from ._common import Connection, Servers, check_publish_subject, server_list
 from ._publisher import Publisher
+from ._wire import make_wire
 
 
 class JetStreamSender(EventConsumer):
@@ -47,8 +48,12 @@ class JetStreamSender(EventConsumer):
         (unless the event already names one). A stream must hold it, and a
         :class:`JetStreamReceiver` on that stream runs in the requesting nexus.
     :param codec: the wire format; a JSON :class:`~async_nexus.codec.EventCodec` by default.
-    :param wire: ``"nexus"``: the body is the codec's encoding of the event. (``"raw"``, a
-        plain body for other NATS programs, is coming.)
+    :param wire: ``"nexus"``: the body is the codec's encoding of the event, for a
+        :class:`JetStreamReceiver` in another nexus. ``"raw"``: the body is the event's
+        payload as JSON (a ``bytes`` payload as it is) and the event's headers are the
+        message's NATS headers, so that any NATS client or framework (a plain nats-py
+        subscriber, a FastStream handler) reads it as its own; the event's id, type and
+        priority do not cross.
     :param max_buffer: at most this many events buffered and not yet acknowledged.
     :param max_pending_acks: at most this many publishes awaiting their acknowledgement.
     :param publish_timeout: how long one publish waits for its acknowledgement before it
@@ -57,8 +62,9 @@ class JetStreamSender(EventConsumer):
         ``retry_max``.
     :param close_timeout: how long :meth:`close` keeps trying to publish what is buffered.
     :param nats_options: passed to ``nats.connect`` (``user=``, ``password=``, ``tls=``, ...).
-    :raises BadValue: (a :class:`ValueError`) a size or a delay that is not a positive number.
-    :raises BadCall: an empty subject, bad servers, or ``wire="raw"``, which is not available yet.
+    :raises BadValue: (a :class:`ValueError`) a size or a delay that is not a positive
+        number, an unknown ``wire``, or ``wire="raw"`` with a codec that does not write JSON.
+    :raises BadCall: an empty subject or bad servers.
     """
 
     def __init__(
@@ -78,7 +84,6 @@ class JetStreamSender(EventConsumer):
         **nats_options: Any,
     ) -> None:
         check_publish_subject("subject", subject)
-        check_wire(wire)
         if reply_subject is not None:
             check_publish_subject("reply_subject", reply_subject)
         for name, value in {"max_buffer": max_buffer, "max_pending_acks": max_pending_acks}.items():
@@ -92,6 +97,7 @@ class JetStreamSender(EventConsumer):
         self.reply_subject = reply_subject
         self.wire = wire
         self.codec = codec if codec is not None else EventCodec()
+        self._wire = make_wire(wire, self.codec)
         self.close_timeout = close_timeout
         what = f"JetStreamSender({subject!r})"
         backoff = (retry_initial, retry_max)
@@ -150,12 +156,14 @@ class JetStreamSender(EventConsumer):
         :raises LoopStopped: the sender was closed.
         :raises BadCall: a request and no ``reply_subject`` (see :meth:`stamped`).
         :raises TypeError: the codec cannot encode the event (or :class:`ValueError`, as
-            :meth:`EventCodec.encode <async_nexus.codec.EventCodec.encode>` says).
+            :meth:`EventCodec.encode <async_nexus.codec.EventCodec.encode>` says); with
+            ``wire="raw"``, also headers that cannot be NATS headers (a line break in a
+            value, a name with ``':'``).
         """
         publisher = self._publisher
         if publisher.closed:
             raise LoopStopped(f"JetStreamSender({self.subject!r}) is closed; it sends no more events")
-        body = self.codec.encode(self.stamped(event))
+        body, headers = self._wire.encode(self.stamped(event))
         client = self._connection.client
         if client is not None and client.is_connected and len(body) > client.max_payload:
             raise BadValue(
@@ -163,9 +171,9 @@ class JetStreamSender(EventConsumer):
                 f"the server takes ({client.max_payload}, its max_payload)"
             )
         if publisher.has_room():  # the common case, without another coroutine per event
-            publisher.put_nowait(self.subject, body)
+            publisher.put_nowait(self.subject, body, headers)
         else:
-            await publisher.put(self.subject, body)
+            await publisher.put(self.subject, body, headers)
 
     async def send(self, event: Event) -> None:
         """:meth:`handle` without a nexus: buffer ``event`` for publishing."""
