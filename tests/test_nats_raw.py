@@ -9,8 +9,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import subprocess
+import sys
+import textwrap
 import uuid
 from collections.abc import AsyncIterator, Callable
+from itertools import takewhile
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -264,3 +269,40 @@ async def test_what_a_faststream_publisher_sends_reaches_the_raw_receiver(nats_u
     ]
     assert events[0].headers is not None and events[0].headers["origin"] == "faststream"
     assert events[3].headers is not None and events[3].headers["correlation_id"] == "c-1"
+
+
+# -- the examples of the transports page -----------------------------------------------------
+
+
+def nats_examples() -> list[str]:
+    """The whole programs of the page's NATS JetStream section, in order."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "transports.rst").read_text()
+    section = page.split("NATS JetStream\n--------------\n", 1)[1].split("ZeroMQ\n------\n", 1)[0]
+    programs = []
+    for block in section.split(".. code-block:: python\n\n")[1:]:
+        lines = takewhile(
+            lambda line: line.startswith("   ") or line == "\n", block.splitlines(keepends=True)
+        )
+        code = textwrap.dedent("".join(lines))
+        if "asyncio.run(main())" in code:
+            programs.append(code)
+    return programs
+
+
+@pytest.mark.parametrize("index, prints", [(0, ["billing {'sku': 'tea', 'qty': 2}"]),
+                                           (1, ["FastStream ships tea", "the nexus hears orders.shipped "
+                                                "{'sku': 'tea', 'parcel': 'P-1'}"])])  # fmt: skip
+def test_the_pages_nats_examples_run_as_they_stand(
+    nats_url: str, tmp_path: Path, index: int, prints: list[str]
+) -> None:
+    # A stream of its own: the server may hold the other example's ORDERS already.
+    tag = uuid.uuid4().hex[:8]
+    code = nats_examples()[index].replace("nats://127.0.0.1:4222", nats_url)
+    code = code.replace('"ORDERS', f'"ORDERS{tag}').replace('"orders.', f'"orders{tag}.')
+    program = tmp_path / "example.py"
+    program.write_text(code)
+    done = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # FastStream logs to standard output too, each line from a time stamp.
+    printed = [line.replace(tag, "") for line in done.stdout.splitlines() if not line[:4].isdigit()]
+    assert printed == prints

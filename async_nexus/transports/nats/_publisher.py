@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import itertools
 import uuid
+from typing import Any
 
 import nats.errors
 
@@ -55,8 +57,15 @@ class Publisher:
         self._prefix = uuid.uuid4().hex
         self._serials = itertools.count(1)
         self._buffer: collections.deque[Outgoing] = collections.deque()
-        self._flying: list[Outgoing] = []
-        self._has_entries = asyncio.Event()
+        # Publishes that failed, to be tried again before the buffer.
+        self._retries: collections.deque[Outgoing] = collections.deque()
+        # Published and awaiting their acknowledgement, by serial; and their tasks.
+        self._flying: dict[int, Outgoing] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._wake = asyncio.Event()
+        # What the last failed publish raised, for the backoff; what no publish should raise.
+        self._failure: BaseException | None = None
+        self._bug: BaseException | None = None
         self._room = asyncio.Event()
         self._flushers: list[tuple[int, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
@@ -72,7 +81,7 @@ class Publisher:
     @property
     def pending(self) -> int:
         """Messages buffered or published and not yet acknowledged."""
-        return len(self._buffer) + len(self._flying)
+        return len(self._buffer) + len(self._retries) + len(self._flying)
 
     def has_room(self) -> bool:
         return self.pending < self._limit
@@ -93,14 +102,15 @@ class Publisher:
         self.last_serial = serial
         all_headers = {**(headers or {}), MSG_ID: self.message_id(serial)}
         self._buffer.append(Outgoing(serial, subject, body, all_headers))
-        self._has_entries.set()
+        self._wake.set()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=self._what)
 
     def _lowest_outstanding(self) -> int | None:
-        lowest = [entry.serial for entry in self._flying[:1]]
-        lowest += [self._buffer[0].serial] if self._buffer else []
-        return min(lowest) if lowest else None
+        # The buffer is in serial order; what is flying or waits for a retry is at most a window.
+        serials = [*self._flying, *(entry.serial for entry in self._retries)]
+        serials += [self._buffer[0].serial] if self._buffer else []
+        return min(serials) if serials else None
 
     def _done_up_to(self, target: int) -> bool:
         lowest = self._lowest_outstanding()
@@ -141,46 +151,65 @@ class Publisher:
         return left
 
     async def _run(self) -> None:
+        """Keep up to ``window`` publishes under way, starting the next as each one lands.
+
+        A window that slides, rather than batches awaited whole, keeps the server busy
+        while the slowest acknowledgement of a batch would hold up the rest. After a
+        failed publish no new one starts until the backoff has waited.
+        """
         backoff = Backoff(f"{self._what}: publishing", *self._backoff)
-        buffer = self._buffer
-        while True:
-            if not buffer:
-                self._has_entries.clear()
-                await self._has_entries.wait()
-                continue
-            js = (await self._connection.get()).jetstream()
-            batch = self._flying = [buffer.popleft() for _ in range(min(self._window, len(buffer)))]
-            results = await asyncio.gather(
-                *(
-                    js.publish(
+        buffer, retries, flying = self._buffer, self._retries, self._flying
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if self._bug is not None:
+                    raise self._bug  # a bug, not the network: let it be seen
+                if self._failure is not None:
+                    error, self._failure = self._failure, None
+                    await backoff.failed(error)
+                    continue
+                if not (retries or buffer) or len(flying) >= self._window:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                js = (await self._connection.get()).jetstream()
+                while (retries or buffer) and len(flying) < self._window and self._failure is None:
+                    entry = retries.popleft() if retries else buffer.popleft()
+                    flying[entry.serial] = entry
+                    publish = js.publish(
                         entry.subject, entry.body, timeout=self._publish_timeout, headers=entry.headers
                     )
-                    for entry in batch
-                ),
-                return_exceptions=True,
-            )
-            failed: list[Outgoing] = []
-            error: BaseException | None = None
-            for entry, result in zip(batch, results, strict=True):
-                if isinstance(result, nats.errors.MaxPayloadError):
-                    self.refused += 1
-                    logger.error("%s: NATS refused an event, dropped: %s", self._what, result)
-                elif isinstance(result, UNREACHABLE):
-                    failed.append(entry)
-                    error = error or result
-                elif isinstance(result, BaseException):
-                    raise result  # a bug, not the network: let it be seen
-                else:
-                    self.acknowledged += 1
-                    self.duplicates += 1 if result.duplicate else 0
-            buffer.extendleft(reversed(failed))
-            self._flying = []
-            self._room.set()
-            self._wake_flushers()
-            if error is not None:
-                await backoff.failed(error)
-            else:
+                    task = loop.create_task(publish)
+                    self._tasks.add(task)
+                    task.add_done_callback(functools.partial(self._landed, entry, backoff))
+        finally:
+            for task in self._tasks:
+                task.cancel()
+
+    def _landed(self, entry: Outgoing, backoff: Backoff, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        del self._flying[entry.serial]
+        self._wake.set()
+        if task.cancelled():
+            self._retries.append(entry)  # closing: still pending, counted as left
+            return
+        result = task.exception() or task.result()
+        if isinstance(result, nats.errors.MaxPayloadError):
+            self.refused += 1
+            logger.error("%s: NATS refused an event, dropped: %s", self._what, result)
+        elif isinstance(result, UNREACHABLE):
+            # Retried before what is buffered; it may still land after events sent later.
+            self._retries.append(entry)
+            self._failure = self._failure or result
+        elif isinstance(result, BaseException):
+            self._bug = self._bug or result
+        else:
+            self.acknowledged += 1
+            self.duplicates += 1 if result.duplicate else 0
+            if self._failure is None:
                 backoff.succeeded()
+        self._room.set()
+        self._wake_flushers()
 
     def _wake_flushers(self) -> None:
         waiting = []
