@@ -231,7 +231,7 @@ async def test_a_faststream_subscriber_reads_what_the_raw_sender_publishes(nats_
         async with JetStreamSender(nats_url, names.subject, wire="raw") as sender:
             await sender.send(Event(1, "order", 0, {"sku": "T-1", "count": 2}, {"origin": "nexus"}))
             await sender.send(Event(2, "order", 0, Order("T-2", 5)))
-        await until(lambda: len(got) == 2)
+        await until(lambda: len(got) == 2, timeout=20)
     assert [body for body, _ in got] == [{"sku": "T-1", "count": 2}, {"sku": "T-2", "count": 5}]
     assert got[0][1]["origin"] == "nexus"
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
-import functools
 import itertools
+import json
 import uuid
 from typing import Any
 
 import nats.errors
+import nats.js.api
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from ...errors import LoopStopped
 from .._retrying import stop_tasks
@@ -26,6 +30,24 @@ class Outgoing:
     subject: str
     body: bytes
     headers: dict[str, str]
+    deadline: float = 0.0  # when an unanswered publish is tried again
+
+
+def read_answer(msg: Msg) -> dict[str, Any] | BaseException:
+    """The server's acknowledgement of a publish, or what went wrong instead."""
+    status = msg.headers.get(nats.js.api.Header.STATUS) if msg.headers else None
+    if status == "503":  # no stream listens on the subject, or none has a leader now
+        return nats.errors.NoRespondersError()
+    if not msg.data:
+        return nats.errors.Error(f"an empty answer to a publish (status {status})")
+    try:
+        answer = json.loads(msg.data)
+    except ValueError:
+        return nats.errors.Error(f"an answer to a publish that is not JSON: {msg.data[:200]!r}")
+    if not isinstance(answer, dict) or answer.get("error") is not None or "seq" not in answer:
+        error = answer.get("error") if isinstance(answer, dict) else answer
+        return nats.errors.Error(f"JetStream did not store a publish: {error}")
+    return answer
 
 
 class Publisher:
@@ -53,15 +75,17 @@ class Publisher:
         self._limit = limit
         self._window = window
         self._publish_timeout = publish_timeout
-        self._backoff = backoff
         self._prefix = uuid.uuid4().hex
         self._serials = itertools.count(1)
         self._buffer: collections.deque[Outgoing] = collections.deque()
         # Publishes that failed, to be tried again before the buffer.
         self._retries: collections.deque[Outgoing] = collections.deque()
-        # Published and awaiting their acknowledgement, by serial; and their tasks.
+        # Published and awaiting their acknowledgement, by serial; the connection and the
+        # inbox the acknowledgements come to.
         self._flying: dict[int, Outgoing] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._acks: tuple[Client, str] | None = None
+        # Grows while publishes fail; an acknowledgement resets it.
+        self._retrying = Backoff(f"{what}: publishing", *backoff)
         self._wake = asyncio.Event()
         # What the last failed publish raised, for the backoff; what no publish should raise.
         self._failure: BaseException | None = None
@@ -153,63 +177,101 @@ class Publisher:
     async def _run(self) -> None:
         """Keep up to ``window`` publishes under way, starting the next as each one lands.
 
-        A window that slides, rather than batches awaited whole, keeps the server busy
-        while the slowest acknowledgement of a batch would hold up the rest. After a
-        failed publish no new one starts until the backoff has waited.
+        Each message is published with a reply subject of its own under one inbox that this
+        publisher listens on (:meth:`_answered`), instead of a request per message: the
+        server's acknowledgements come back on one subscription, and a sweep here retries
+        what went unanswered for ``publish_timeout``. After a failure no new publish starts
+        until the backoff has waited.
         """
-        backoff = Backoff(f"{self._what}: publishing", *self._backoff)
+        backoff = self._retrying
         buffer, retries, flying = self._buffer, self._retries, self._flying
         loop = asyncio.get_running_loop()
-        try:
-            while True:
-                if self._bug is not None:
-                    raise self._bug  # a bug, not the network: let it be seen
-                if self._failure is not None:
-                    error, self._failure = self._failure, None
-                    await backoff.failed(error)
-                    continue
-                if not (retries or buffer) or len(flying) >= self._window:
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                js = (await self._connection.get()).jetstream()
-                while (retries or buffer) and len(flying) < self._window and self._failure is None:
-                    entry = retries.popleft() if retries else buffer.popleft()
-                    flying[entry.serial] = entry
-                    publish = js.publish(
-                        entry.subject, entry.body, timeout=self._publish_timeout, headers=entry.headers
+        while True:
+            if self._bug is not None:
+                raise self._bug  # a bug, not the network: let it be seen
+            self._expire(loop.time())
+            if self._failure is not None:
+                error, self._failure = self._failure, None
+                await backoff.failed(error)
+                continue
+            if not (retries or buffer) or len(flying) >= self._window:
+                self._wake.clear()
+                sweep = self._publish_timeout / 4 if flying else None
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), sweep)
+                continue
+            client = await self._connection.get()
+            try:
+                inbox = await self._inbox_of(client)
+            except UNREACHABLE as exc:
+                self._failure = exc
+                continue
+            deadline = loop.time() + self._publish_timeout
+            while (retries or buffer) and len(flying) < self._window and self._failure is None:
+                entry = retries.popleft() if retries else buffer.popleft()
+                entry.deadline = deadline
+                flying[entry.serial] = entry
+                try:
+                    await client.publish(
+                        entry.subject, entry.body, reply=f"{inbox}{entry.serial}", headers=entry.headers
                     )
-                    task = loop.create_task(publish)
-                    self._tasks.add(task)
-                    task.add_done_callback(functools.partial(self._landed, entry, backoff))
-        finally:
-            for task in self._tasks:
-                task.cancel()
+                except nats.errors.MaxPayloadError as exc:
+                    del flying[entry.serial]
+                    self.refused += 1
+                    logger.error("%s: NATS refused an event, dropped: %s", self._what, exc)
+                    self._settled()
+                except UNREACHABLE as exc:
+                    del flying[entry.serial]
+                    retries.append(entry)
+                    self._failure = exc
 
-    def _landed(self, entry: Outgoing, backoff: Backoff, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        del self._flying[entry.serial]
-        self._wake.set()
-        if task.cancelled():
-            self._retries.append(entry)  # closing: still pending, counted as left
-            return
-        result = task.exception() or task.result()
-        if isinstance(result, nats.errors.MaxPayloadError):
-            self.refused += 1
-            logger.error("%s: NATS refused an event, dropped: %s", self._what, result)
-        elif isinstance(result, UNREACHABLE):
-            # Retried before what is buffered; it may still land after events sent later.
-            self._retries.append(entry)
-            self._failure = self._failure or result
-        elif isinstance(result, BaseException):
-            self._bug = self._bug or result
-        else:
+    async def _inbox_of(self, client: Client) -> str:
+        """The reply-subject prefix whose acknowledgements this publisher gets on ``client``.
+
+        One subscription per connection; nats-py renews it when the connection reconnects.
+        """
+        if self._acks is None or self._acks[0] is not client:
+            inbox = f"{client.new_inbox()}."
+            await client.subscribe(f"{inbox}*", cb=self._answered)
+            self._acks = (client, inbox)
+        return self._acks[1]
+
+    async def _answered(self, msg: Msg) -> None:
+        """One answer of the server to a publish: its acknowledgement, or why not."""
+        try:
+            serial = int(msg.subject.rpartition(".")[2])
+            entry = self._flying.pop(serial, None)
+            if entry is None:
+                return  # an answer to a try given up on (and retried) or already counted
+            self._wake.set()
+            answer = read_answer(msg)
+            if isinstance(answer, BaseException):
+                self._retries.append(entry)
+                self._failure = self._failure or answer
+                return
             self.acknowledged += 1
-            self.duplicates += 1 if result.duplicate else 0
-            if self._failure is None:
-                backoff.succeeded()
+            self.duplicates += 1 if answer.get("duplicate") is True else 0
+            self._retrying.succeeded()
+            self._settled()
+        except Exception as exc:  # a bug of ours: the publishing task raises it
+            self._bug = self._bug or exc
+            self._wake.set()
+
+    def _expire(self, now: float) -> None:
+        """Try again what the server did not answer in time: its answer, or the publish, was lost."""
+        late = [entry for entry in self._flying.values() if entry.deadline <= now]
+        for entry in late:
+            del self._flying[entry.serial]
+            self._retries.append(entry)
+        if late:
+            self._failure = self._failure or asyncio.TimeoutError(
+                f"{len(late)} publish(es) not acknowledged within publish_timeout={self._publish_timeout} s"
+            )
+
+    def _settled(self) -> None:
         self._room.set()
-        self._wake_flushers()
+        if self._flushers:
+            self._wake_flushers()
 
     def _wake_flushers(self) -> None:
         waiting = []
