@@ -31,6 +31,7 @@ from ._common import (
 )
 from ._dead_letters import DeadLetters, StuckMessage
 from ._held import NAK, Held
+from ._puller import Puller
 from ._wire import make_wire
 
 
@@ -192,7 +193,7 @@ class JetStreamReceiver(EventProducer):
             backoff=self._backoff, what=what,
         )  # fmt: skip
         self._ready = asyncio.Event()
-        self._subscription: Any = None
+        self._puller: Puller | None = None
         self._fetcher: asyncio.Task[None] | None = None
         # The fetcher stops at its next turn; whether a fetch (a pull request) is under way.
         self._stopping = False
@@ -241,12 +242,12 @@ class JetStreamReceiver(EventProducer):
     async def _run(self) -> None:
         watcher = None
         try:
-            self._subscription, ack_wait = await self._subscribe()
+            self._puller, ack_wait = await self._subscribe()
             self._held.keep_alive(ack_wait / 3)
             if self.stuck_after is not None:
                 watcher = asyncio.create_task(self._watch_stuck(self.stuck_after))
             self._ready.set()
-            await self._fetch_loop(self._subscription)
+            await self._fetch_loop(self._puller)
         finally:
             self._ready.clear()
             await stop_tasks(watcher)
@@ -259,24 +260,24 @@ class JetStreamReceiver(EventProducer):
             for sequence, held_for in self._held.stuck(seconds):
                 await self.report(StuckMessage(self.stream, sequence, held_for))
 
-    async def _subscribe(self) -> tuple[Any, float]:
-        """The pull subscription, and the ``ack_wait`` its consumer has."""
+    async def _subscribe(self) -> tuple[Puller, float]:
+        """What pulls from the consumer, and the ``ack_wait`` the consumer has."""
         backoff = Backoff(f"{self!r}: setting up its consumer", *self._backoff)
         while True:
             try:
-                js = (await self._connection.get()).jetstream()
+                client = await self._connection.get()
+                js = client.jetstream()
                 await self._check_streams(js)
                 info = await self._consumer_info(js)
-                subscription = await js.pull_subscribe_bind(
-                    self.consumer, self.stream, pending_msgs_limit=max(self.max_in_flight, 1000)
-                )
+                puller = Puller(client, self.stream, self.consumer, wait=self.fetch_wait)
+                await puller.open()
             except BadCall:
                 raise
             except UNREACHABLE as exc:
                 await backoff.failed(exc)
                 continue
             backoff.succeeded()
-            return subscription, float(info.config.ack_wait or self.ack_wait)
+            return puller, float(info.config.ack_wait or self.ack_wait)
 
     async def _check_streams(self, js: Any) -> None:
         try:
@@ -336,25 +337,27 @@ class JetStreamReceiver(EventProducer):
                 self, self.group, config.ack_wait, self.ack_wait,
             )  # fmt: skip
 
-    async def _fetch_loop(self, subscription: Any) -> None:
+    async def _fetch_loop(self, puller: Puller) -> None:
         backoff = Backoff(f"{self!r}: fetching", *self._backoff)
-        while not self._stopping:
-            room = await self._held.wait_room()
+        while True:
             if self._stopping:
-                break
+                if not puller.pulling:
+                    break
+                room = 0  # no new pull; take what the one under way still brings
+            else:
+                room = min(await self._held.wait_room(), self.fetch_batch)
+                if self._stopping:
+                    continue
             self._fetching = True
             try:
-                msgs = await subscription.fetch(min(room, self.fetch_batch), timeout=self.fetch_wait)
-            except asyncio.TimeoutError:  # nats-py's own timeouts are of this kind too
-                backoff.succeeded()
-                continue  # nothing to fetch
+                msgs = await puller.pull(room)
             except UNREACHABLE as exc:
                 await backoff.failed(exc)
                 continue
             finally:
                 self._fetching = False
             backoff.succeeded()
-            for msg in msgs:
+            for msg in msgs:  # when stopping, each is handed back (nak) by _take
                 await self._take(msg)
 
     async def _take(self, msg: Msg) -> None:
@@ -441,12 +444,11 @@ class JetStreamReceiver(EventProducer):
             # What it fetched meanwhile is refused by the stopped nexus and handed back.
             await asyncio.wait({fetcher}, timeout=self.fetch_wait + 1.0)
             await stop_tasks(fetcher)
-        # Servers from 2.10 on also drop a pull request whose inbox nobody listens to.
-        subscription, self._subscription = self._subscription, None
-        if subscription is None:
+        puller, self._puller = self._puller, None
+        if puller is None:
             return
         try:
-            await subscription.unsubscribe()
+            await puller.close()
         except UNREACHABLE as exc:
             logger.debug("%r: unsubscribing failed: %s", self, exc)
 
