@@ -3,10 +3,10 @@
 A pull asks the server for up to ``n`` messages, waiting at most ``wait`` seconds for
 them (``$JS.API.CONSUMER.MSG.NEXT``). Each pull has a reply subject of its own under the
 inbox, so the status that ends a pull (no messages, the pull expired, a leader changed)
-is told apart from that of a pull given up on earlier; messages carry their own subjects. One pull is under way at a time,
-and the next one asks only for what the caller has room for, so the receiver never holds
-more than it asked for. Messages reach a deque through the subscription's callback, not a
-future and a timer per message.
+is told apart from that of a pull given up on earlier (messages carry their own
+subjects). One pull is under way at a time, and the next one asks only for what the
+caller has room for, so the receiver never holds more than it asked for. Messages reach
+a deque through the subscription's callback, not a future and a timer per message.
 """
 
 from __future__ import annotations
