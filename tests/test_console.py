@@ -132,8 +132,18 @@ async def test_with_a_token_every_page_and_call_needs_it(guarded: ConsoleServer)
     assert wrong.status == 401
     posted = await request(guarded.port, "POST", "/api/dead-letters/delete", **change(guarded))
     assert posted.status == 401
-    allowed = await request(guarded.port, "GET", "/api/stats", headers={"Authorization": f"Bearer {TOKEN}"})
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    allowed = await request(guarded.port, "GET", "/api/stats", headers=bearer)
     assert allowed.status == 200 and "1" in allowed.json()
+    # The token says who asks; a change still needs the CSRF token as well.
+    no_csrf = await request(
+        guarded.port, "POST", "/api/dead-letters/delete", headers=bearer, json_body={"all": True}
+    )
+    assert no_csrf.status == 403 and "CSRF" in no_csrf.json()["error"]
+    done = await request(
+        guarded.port, "POST", "/api/dead-letters/delete", **change(guarded, Authorization=f"Bearer {TOKEN}")
+    )
+    assert done.status == 200 and done.json() == {"deleted": 0}
 
 
 async def test_a_browser_logs_in_once_and_keeps_a_cookie_that_is_not_the_token(
@@ -141,6 +151,7 @@ async def test_a_browser_logs_in_once_and_keeps_a_cookie_that_is_not_the_token(
 ) -> None:
     wrong = await request(guarded.port, "GET", "/?token=not-the-token")
     assert wrong.status == 401 and "set-cookie" not in wrong.headers
+    assert b"--console-token" in wrong.body  # says which token is meant
     login = await request(guarded.port, "GET", f"/?token={TOKEN}")
     assert login.status == 303 and login.headers["location"] == "/"
     cookie = login.headers["set-cookie"]
