@@ -299,6 +299,28 @@ async def test_a_glob_follows_at_most_max_files_and_warns(
     assert len(warnings) == 1 and str(tmp_path / "c.log") in warnings[0], warnings
 
 
+async def test_a_file_left_out_by_max_files_is_followed_once_a_followed_one_is_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.log").write_text(f"{name}1\n")
+    tail = FileTail(tmp_path / "*.log", start="beginning", poll_interval=POLL, max_files=2)
+    nexus = AsyncEventNexus(fail_fast=True)
+    got: list[str] = []
+    nexus.add_handler("line", lambda event, queue: got.append(event.payload))
+    nexus.register(tail)
+    with caplog.at_level(logging.WARNING, logger="async_nexus"):
+        async with running(nexus):
+            await until(lambda: sorted(got) == ["a1", "b1"], "the lines of the first two files")
+            await until(lambda: any("max_files" in r.getMessage() for r in caplog.records), "the warning")
+            append(tmp_path / "c.log", "c2\n")  # waits in the file left out
+            (tmp_path / "a.log").unlink()
+            await until(lambda: len(got) == 4, f"the lines of c.log, got {got}")
+    assert got[2:] == ["c1", "c2"]
+    warnings = [r.getMessage() for r in caplog.records if "max_files" in r.getMessage()]
+    assert len(warnings) == 1 and str(tmp_path / "c.log") in warnings[0], warnings
+
+
 def test_max_files_must_be_a_positive_integer(tmp_path: Path) -> None:
     with pytest.raises(errors.BadCall, match="max_files must be a positive integer, got 0"):
         FileTail(tmp_path / "*.log", max_files=0)
