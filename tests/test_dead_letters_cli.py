@@ -153,6 +153,14 @@ def test_replay_without_a_daemon_hands_the_events_to_its_next_start(journal: Pat
     assert [row[0] for row in table_of(journal, "journal_dead_letters")] == [3, 4]
 
 
+def test_replay_all_with_json_lists_the_ids_replayed(journal: Path) -> None:
+    done = cli("replay", "--all", "--json", "--journal", str(journal))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"replayed": [1, 2, 3, 4]}
+    assert table_of(journal, "journal_dead_letters") == []
+    assert len(table_of(journal, "journal_events")) == 4
+
+
 def test_a_journal_held_by_a_running_daemon_is_left_alone_and_the_console_named(journal: Path) -> None:
     daemon = start_daemon(journal, fixed=False)
     try:
@@ -302,6 +310,17 @@ def test_redis_list_shows_failed_and_malformed_records(redis_url: str, stream: s
     assert by_event[None]["fields"] == {"event": "not json at all"}
     table = cli("list", "--redis", redis_url, "--stream", stream, "--type", "job")
     assert sorted(line.split()[1] for line in table.stdout.splitlines()[1:]) == ["1", "2"]
+
+    shown = cli("show", by_event[1]["id"], by_event[None]["id"], "--redis", redis_url, "--stream", stream)
+    assert shown.returncode == 0, shown.stderr
+    blocks = {block.split("\n", 1)[0]: block for block in shown.stdout.split("\n\n")}
+    first, malformed = (
+        blocks[f"dead letter {by_event[1]['id']}"],
+        blocks[f"dead letter {by_event[None]['id']}"],
+    )
+    assert f"stream:     {stream}" in first and "ZeroDivisionError" in first
+    assert '"origin": "shop"' in first and '"order": 1' in first
+    assert 'entry:      {"event": "not json at all"}' in malformed
 
 
 def test_redis_replay_appends_to_the_stream_it_came_from_and_removes_the_record(
