@@ -281,6 +281,26 @@ async def test_a_glob_follows_each_file_with_its_own_checkpoint_and_path_header(
     assert [e.payload for e in again] == ["a3"]
 
 
+async def test_a_file_of_a_glob_is_followed_across_its_rotations(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(numbered(0, 2))
+    tail = FileTail(tmp_path / "*.log", start="beginning", poll_interval=POLL)
+    nexus = AsyncEventNexus(fail_fast=True)
+    got: list[Event] = []
+    nexus.add_handler("line", lambda event, queue: got.append(event))
+    nexus.register(tail)
+    async with running(nexus):
+        await until(lambda: len(got) == 2, "the first lines")
+        append(log, numbered(2, 1))  # read from the rotated file, under the path it had
+        rotate(log)
+        append(log, numbered(3, 1))
+        rotate(log)  # twice between two looks, perhaps: app.log.2 is the file it read
+        append(log, numbered(4, 2))
+        await until(lambda: len(got) == 6, f"every line, got {[e.payload for e in got]}")
+    assert [e.payload for e in got] == texts(0, 6)
+    assert {(e.headers or {})[PATH_HEADER] for e in got} == {str(log)}
+
+
 async def test_a_glob_follows_at_most_max_files_and_warns(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
