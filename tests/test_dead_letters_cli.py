@@ -179,16 +179,19 @@ def test_purge_deletes_the_ids_given_and_asks_before_deleting_all(journal: Path)
     done = cli("purge", "1", "--journal", str(journal))
     assert done.returncode == 0 and "deleted 1" in done.stdout
     refused = cli("purge", "--all", "--journal", str(journal), stdin="n\n")
-    assert refused.returncode == 1 and "Delete all 3 dead letters" in refused.stdout
+    assert refused.returncode == 1 and "Delete all 3 dead letters" in refused.stderr
     assert "nothing deleted" in refused.stderr and len(table_of(journal, "journal_dead_letters")) == 3
     no_answer = cli("purge", "--all", "--journal", str(journal))  # stdin at its end: no
     assert no_answer.returncode == 1 and len(table_of(journal, "journal_dead_letters")) == 3
     confirmed = cli("purge", "--all", "--journal", str(journal), "--json", stdin="y\n")
     assert confirmed.returncode == 0, confirmed.stderr
-    assert json.loads(confirmed.stdout.split("[y/N] ", 1)[1]) == {"deleted": [2, 3, 4]}
+    assert json.loads(confirmed.stdout) == {"deleted": [2, 3, 4]}  # the question is on stderr
+    assert "[y/N]" in confirmed.stderr
     assert table_of(journal, "journal_dead_letters") == []
     empty = cli("purge", "--all", "--journal", str(journal))  # nothing to ask about
     assert empty.returncode == 0 and empty.stdout.strip() == f"no dead letters in the journal {journal}"
+    empty_json = cli("purge", "--all", "--journal", str(journal), "--json")
+    assert empty_json.returncode == 0 and json.loads(empty_json.stdout) == {"deleted": []}
 
 
 def test_purge_all_with_yes_does_not_ask(journal: Path) -> None:

@@ -162,14 +162,18 @@ async def _on(
     if args.action == "purge" and args.all and not args.yes:
         count = await letters.count()
         if not count:
-            print(f"no dead letters in {letters.where}", file=out)
+            if args.json:
+                as_json({"deleted": []}, out)
+            else:
+                print(f"no dead letters in {letters.where}", file=out)
             return _EXIT_OK
+        # Asked on stderr, as rm -i does: what --json prints on stdout stays JSON alone.
         print(
             f"Delete all {count} dead letters of {letters.where}? This cannot be undone. [y/N] ",
             end="",
-            file=out,
+            file=err,
         )
-        out.flush()
+        err.flush()
         answer = stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
             print(f"{prefix} not confirmed, nothing deleted (pass --yes to skip the question)", file=err)
