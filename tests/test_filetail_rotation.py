@@ -220,6 +220,30 @@ async def test_dateext_and_olddir_with_compression(tmp_path: Path) -> None:
     assert first + second == texts(0, 7)
 
 
+async def test_olddir_while_running_reads_the_file_moved_there_before_the_new_one(tmp_path: Path) -> None:
+    log, old = tmp_path / "app.log", tmp_path / "old"
+    old.mkdir()
+    log.write_text(numbered(0, 1))
+    tail = FileTail(log, start="beginning", poll_interval=0.05, olddir=old)
+    nexus = AsyncEventNexus(fail_fast=True)
+    seen: list[str] = []
+    nexus.add_handler("line", lambda event, queue: seen.append(event.payload))
+    nexus.register(tail)
+    async with running(nexus):
+        await until(lambda: len(seen) == 1, "the first line")
+        append(log, numbered(1, 1))
+        log.rename(old / "app.log.1")
+        append(old / "app.log.1", numbered(2, 1))  # written before the program reopened its log
+        log.write_text(numbered(3, 1))
+        append(log, numbered(4, 1))
+        # A second rotation, maybe between two looks, numbered as logrotate does.
+        (old / "app.log.1").rename(old / "app.log.2")
+        log.rename(old / "app.log.1")
+        log.write_text(numbered(5, 1))
+        await until(lambda: len(seen) == 6, f"every line, got {seen}")
+    assert seen == texts(0, 6)
+
+
 async def test_two_rotations_between_two_looks_lose_nothing(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_text(numbered(0, 1))
