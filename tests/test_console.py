@@ -371,3 +371,26 @@ async def test_dead_letters_over_the_api_of_several_nexuses() -> None:
             assert await second.dead_letters() == [] and len(await first.dead_letters()) == 1
         finally:
             await server.close()
+
+
+async def test_a_stopped_nexus_is_answered_with_409_and_the_console_goes_on(tmp_path: Any) -> None:
+    journaled, plain = AsyncEventNexus(journal=tmp_path / "events.db"), running_nexus()
+    journaled.on_error(lambda exc, subject: None)
+    async with journaled, plain:
+        await plain.ingest(Event(1, "lost"))
+        await plain.join()
+    server = await serve_console({"j": journaled, "p": plain}, port=0)
+    try:
+        # The journal is closed with its nexus: its dead letters cannot be read any more.
+        listed = await request(server.port, "GET", "/api/dead-letters?nexus=j")
+        assert listed.status == 409 and listed.json()["error"].startswith("nexus j: ")
+        # A stopped nexus takes nothing back: its dead letter stays.
+        replayed = await request(
+            server.port, "POST", "/api/dead-letters/replay", **change(server, {"all": True, "nexus": "p"})
+        )
+        assert replayed.status == 409 and replayed.json()["error"].startswith("nexus p: ")
+        assert len(await plain.dead_letters()) == 1
+        stats = await request(server.port, "GET", "/api/stats")
+        assert stats.status == 200 and stats.json()["p"]["state"] == "STOPPED"
+    finally:
+        await server.close()
