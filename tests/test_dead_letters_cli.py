@@ -375,6 +375,8 @@ def test_an_unreachable_redis_is_an_error_that_names_it() -> None:
     done = cli("list", "--redis", "redis://127.0.0.1:1", "--stream", "s")
     assert done.returncode == 1
     assert "the dead-letter stream 's:dead' at redis://127.0.0.1:1" in done.stderr
+    wrong = cli("replay", "17", "--redis", "redis://127.0.0.1:1", "--stream", "s")
+    assert wrong.returncode == 2 and "a stream entry id such as 1700000000000-0" in wrong.stderr
 
 
 def test_looking_counts_no_delivery_and_brings_an_old_journal_up_to_date(tmp_path: Path) -> None:
