@@ -132,8 +132,18 @@ async def test_with_a_token_every_page_and_call_needs_it(guarded: ConsoleServer)
     assert wrong.status == 401
     posted = await request(guarded.port, "POST", "/api/dead-letters/delete", **change(guarded))
     assert posted.status == 401
-    allowed = await request(guarded.port, "GET", "/api/stats", headers={"Authorization": f"Bearer {TOKEN}"})
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    allowed = await request(guarded.port, "GET", "/api/stats", headers=bearer)
     assert allowed.status == 200 and "1" in allowed.json()
+    # The token says who asks; a change still needs the CSRF token as well.
+    no_csrf = await request(
+        guarded.port, "POST", "/api/dead-letters/delete", headers=bearer, json_body={"all": True}
+    )
+    assert no_csrf.status == 403 and "CSRF" in no_csrf.json()["error"]
+    done = await request(
+        guarded.port, "POST", "/api/dead-letters/delete", **change(guarded, Authorization=f"Bearer {TOKEN}")
+    )
+    assert done.status == 200 and done.json() == {"deleted": 0}
 
 
 async def test_a_browser_logs_in_once_and_keeps_a_cookie_that_is_not_the_token(
@@ -141,6 +151,7 @@ async def test_a_browser_logs_in_once_and_keeps_a_cookie_that_is_not_the_token(
 ) -> None:
     wrong = await request(guarded.port, "GET", "/?token=not-the-token")
     assert wrong.status == 401 and "set-cookie" not in wrong.headers
+    assert b"--console-token" in wrong.body  # says which token is meant
     login = await request(guarded.port, "GET", f"/?token={TOKEN}")
     assert login.status == 303 and login.headers["location"] == "/"
     cookie = login.headers["set-cookie"]
@@ -360,3 +371,26 @@ async def test_dead_letters_over_the_api_of_several_nexuses() -> None:
             assert await second.dead_letters() == [] and len(await first.dead_letters()) == 1
         finally:
             await server.close()
+
+
+async def test_a_stopped_nexus_is_answered_with_409_and_the_console_goes_on(tmp_path: Any) -> None:
+    journaled, plain = AsyncEventNexus(journal=tmp_path / "events.db"), running_nexus()
+    journaled.on_error(lambda exc, subject: None)
+    async with journaled, plain:
+        await plain.ingest(Event(1, "lost"))
+        await plain.join()
+    server = await serve_console({"j": journaled, "p": plain}, port=0)
+    try:
+        # The journal is closed with its nexus: its dead letters cannot be read any more.
+        listed = await request(server.port, "GET", "/api/dead-letters?nexus=j")
+        assert listed.status == 409 and listed.json()["error"].startswith("nexus j: ")
+        # A stopped nexus takes nothing back: its dead letter stays.
+        replayed = await request(
+            server.port, "POST", "/api/dead-letters/replay", **change(server, {"all": True, "nexus": "p"})
+        )
+        assert replayed.status == 409 and replayed.json()["error"].startswith("nexus p: ")
+        assert len(await plain.dead_letters()) == 1
+        stats = await request(server.port, "GET", "/api/stats")
+        assert stats.status == 200 and stats.json()["p"]["state"] == "STOPPED"
+    finally:
+        await server.close()

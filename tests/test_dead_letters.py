@@ -610,3 +610,20 @@ async def test_killed_at_random_moments_every_event_is_held_or_a_dead_letter_nev
         assert not set(held) & set(dead), "an event both held and a dead letter"
         missing = set(accepted_ids(accepted)) - set(held) - set(dead)
         assert not missing, f"accepted events neither held nor dead letters: {sorted(missing)[:10]}"
+
+
+@pytest.mark.parametrize("journaled", [False, True])
+async def test_an_id_given_many_times_is_replayed_once(tmp_path: Path, journaled: bool) -> None:
+    nexus = AsyncEventNexus(journal=tmp_path / "events.db" if journaled else None)
+    nexus.on_error(Hook())
+    async with nexus:
+        await nexus.ingest(Event(1, "nobody"))
+        await nexus.join()
+        [letter] = await nexus.dead_letters()
+        # More than the journal asks SQLite for in one query: the copies span two of them.
+        assert await nexus.replay_dead_letters([letter.id] * 600) == 1
+        await nexus.join()
+        [again] = await nexus.dead_letters()
+        assert again.event.headers == {REPLAYED: "1"}
+        assert await nexus.delete_dead_letters([again.id] * 600) == 1
+        assert await nexus.dead_letters() == []

@@ -153,6 +153,14 @@ def test_replay_without_a_daemon_hands_the_events_to_its_next_start(journal: Pat
     assert [row[0] for row in table_of(journal, "journal_dead_letters")] == [3, 4]
 
 
+def test_replay_all_with_json_lists_the_ids_replayed(journal: Path) -> None:
+    done = cli("replay", "--all", "--json", "--journal", str(journal))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"replayed": [1, 2, 3, 4]}
+    assert table_of(journal, "journal_dead_letters") == []
+    assert len(table_of(journal, "journal_events")) == 4
+
+
 def test_a_journal_held_by_a_running_daemon_is_left_alone_and_the_console_named(journal: Path) -> None:
     daemon = start_daemon(journal, fixed=False)
     try:
@@ -171,16 +179,19 @@ def test_purge_deletes_the_ids_given_and_asks_before_deleting_all(journal: Path)
     done = cli("purge", "1", "--journal", str(journal))
     assert done.returncode == 0 and "deleted 1" in done.stdout
     refused = cli("purge", "--all", "--journal", str(journal), stdin="n\n")
-    assert refused.returncode == 1 and "Delete all 3 dead letters" in refused.stdout
+    assert refused.returncode == 1 and "Delete all 3 dead letters" in refused.stderr
     assert "nothing deleted" in refused.stderr and len(table_of(journal, "journal_dead_letters")) == 3
     no_answer = cli("purge", "--all", "--journal", str(journal))  # stdin at its end: no
     assert no_answer.returncode == 1 and len(table_of(journal, "journal_dead_letters")) == 3
     confirmed = cli("purge", "--all", "--journal", str(journal), "--json", stdin="y\n")
     assert confirmed.returncode == 0, confirmed.stderr
-    assert json.loads(confirmed.stdout.split("[y/N] ", 1)[1]) == {"deleted": [2, 3, 4]}
+    assert json.loads(confirmed.stdout) == {"deleted": [2, 3, 4]}  # the question is on stderr
+    assert "[y/N]" in confirmed.stderr
     assert table_of(journal, "journal_dead_letters") == []
     empty = cli("purge", "--all", "--journal", str(journal))  # nothing to ask about
     assert empty.returncode == 0 and empty.stdout.strip() == f"no dead letters in the journal {journal}"
+    empty_json = cli("purge", "--all", "--journal", str(journal), "--json")
+    assert empty_json.returncode == 0 and json.loads(empty_json.stdout) == {"deleted": []}
 
 
 def test_purge_all_with_yes_does_not_ask(journal: Path) -> None:
@@ -303,6 +314,17 @@ def test_redis_list_shows_failed_and_malformed_records(redis_url: str, stream: s
     table = cli("list", "--redis", redis_url, "--stream", stream, "--type", "job")
     assert sorted(line.split()[1] for line in table.stdout.splitlines()[1:]) == ["1", "2"]
 
+    shown = cli("show", by_event[1]["id"], by_event[None]["id"], "--redis", redis_url, "--stream", stream)
+    assert shown.returncode == 0, shown.stderr
+    blocks = {block.split("\n", 1)[0]: block for block in shown.stdout.split("\n\n")}
+    first, malformed = (
+        blocks[f"dead letter {by_event[1]['id']}"],
+        blocks[f"dead letter {by_event[None]['id']}"],
+    )
+    assert f"stream:     {stream}" in first and "ZeroDivisionError" in first
+    assert '"origin": "shop"' in first and '"order": 1' in first
+    assert 'entry:      {"event": "not json at all"}' in malformed
+
 
 def test_redis_replay_appends_to_the_stream_it_came_from_and_removes_the_record(
     redis_url: str, stream: str, redis_dead: None
@@ -353,6 +375,8 @@ def test_an_unreachable_redis_is_an_error_that_names_it() -> None:
     done = cli("list", "--redis", "redis://127.0.0.1:1", "--stream", "s")
     assert done.returncode == 1
     assert "the dead-letter stream 's:dead' at redis://127.0.0.1:1" in done.stderr
+    wrong = cli("replay", "17", "--redis", "redis://127.0.0.1:1", "--stream", "s")
+    assert wrong.returncode == 2 and "a stream entry id such as 1700000000000-0" in wrong.stderr
 
 
 def test_looking_counts_no_delivery_and_brings_an_old_journal_up_to_date(tmp_path: Path) -> None:

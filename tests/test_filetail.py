@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +68,29 @@ def append(path: Path, text: str) -> None:
         file.write(text)
 
 
-def opened(tail: FileTail) -> bool:
-    return any(follower.opened for follower in tail._followers.values())
+def opened(path: Path) -> bool:
+    """Whether this process (where the tail runs) holds ``path`` open: seen from the outside."""
+    target = os.path.realpath(path)
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == target:
+                return True
+        except OSError:
+            continue  # closed since the folder was read
+    return False
+
+
+class Watched(FileTail):
+    """A FileTail that says when it has begun: when it has looked at its file the first time."""
+
+    began = False
+
+    async def event_generator(self) -> AsyncIterator[Event]:
+        self.began = True
+        # The first step of the inner generator looks at the file before it waits, and this
+        # one is suspended only once it waits: a test that sees began sees that look done.
+        async for event in super().event_generator():
+            yield event
 
 
 async def test_start_end_emits_only_lines_completed_after_the_start(tmp_path: Path) -> None:
@@ -78,11 +99,11 @@ async def test_start_end_emits_only_lines_completed_after_the_start(tmp_path: Pa
     tail = tail_of(log)  # start="end" is the default
     nexus, seen = nexus_for(tail)
     async with running(nexus):
-        await until(lambda: opened(tail), "the tail to open the file")
+        await until(lambda: opened(log), "the tail to open the file")
         append(log, " written\nnew\n")
         await until(lambda: len(seen) == 2, "two lines")
     assert seen == ["half written", "new"]
-    assert not opened(tail), "closing the tail closes its file"
+    assert not opened(log), "closing the tail closes its file"
 
 
 async def test_start_beginning_emits_the_whole_file_then_what_is_appended(tmp_path: Path) -> None:
@@ -148,12 +169,10 @@ async def test_copytruncate_reads_the_file_again_from_its_beginning(tmp_path: Pa
 
 async def test_a_file_that_does_not_exist_yet_is_waited_for_and_read_whole(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
-    tail = tail_of(log)  # start="end": everything in a file that appears later is new
+    tail = Watched(log, poll_interval=POLL)  # start="end": everything in a file that appears later is new
     nexus, seen = nexus_for(tail)
     async with running(nexus):
-        # Let it look for the file a few times; what follows holds however often it did.
-        await asyncio.sleep(5 * POLL)
-        assert not opened(tail)
+        await until(lambda: tail.began, "the tail to look for the file")
         log.write_text("a\nb\n")
         await until(lambda: len(seen) == 2, "the lines of the new file")
     assert seen == ["a", "b"]
@@ -264,6 +283,11 @@ def test_bad_arguments_are_bad_calls(tmp_path: Path) -> None:
         FileTail(tmp_path / "app.log", poll_interval=0)
     with pytest.raises(errors.BadCall, match="encoding"):
         FileTail(tmp_path / "app.log", encoding="no-such-encoding")
+    for encoding in ("utf-16", "utf-16-be", "utf-32"):  # a line end of several bytes
+        with pytest.raises(errors.BadCall, match=f"single byte .*{encoding}.* 'utf-8'"):
+            FileTail(tmp_path / "app.log", encoding=encoding)
+    for encoding in ("utf-8", "utf-8-sig", "latin-1", "ascii", "cp1252"):
+        assert FileTail(tmp_path / "app.log", encoding=encoding).encoding == encoding
 
 
 def test_the_default_name_is_stable_per_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -220,6 +220,30 @@ async def test_dateext_and_olddir_with_compression(tmp_path: Path) -> None:
     assert first + second == texts(0, 7)
 
 
+async def test_olddir_while_running_reads_the_file_moved_there_before_the_new_one(tmp_path: Path) -> None:
+    log, old = tmp_path / "app.log", tmp_path / "old"
+    old.mkdir()
+    log.write_text(numbered(0, 1))
+    tail = FileTail(log, start="beginning", poll_interval=0.05, olddir=old)
+    nexus = AsyncEventNexus(fail_fast=True)
+    seen: list[str] = []
+    nexus.add_handler("line", lambda event, queue: seen.append(event.payload))
+    nexus.register(tail)
+    async with running(nexus):
+        await until(lambda: len(seen) == 1, "the first line")
+        append(log, numbered(1, 1))
+        log.rename(old / "app.log.1")
+        append(old / "app.log.1", numbered(2, 1))  # written before the program reopened its log
+        log.write_text(numbered(3, 1))
+        append(log, numbered(4, 1))
+        # A second rotation, maybe between two looks, numbered as logrotate does.
+        (old / "app.log.1").rename(old / "app.log.2")
+        log.rename(old / "app.log.1")
+        log.write_text(numbered(5, 1))
+        await until(lambda: len(seen) == 6, f"every line, got {seen}")
+    assert seen == texts(0, 6)
+
+
 async def test_two_rotations_between_two_looks_lose_nothing(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_text(numbered(0, 1))
@@ -281,6 +305,26 @@ async def test_a_glob_follows_each_file_with_its_own_checkpoint_and_path_header(
     assert [e.payload for e in again] == ["a3"]
 
 
+async def test_a_file_of_a_glob_is_followed_across_its_rotations(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(numbered(0, 2))
+    tail = FileTail(tmp_path / "*.log", start="beginning", poll_interval=POLL)
+    nexus = AsyncEventNexus(fail_fast=True)
+    got: list[Event] = []
+    nexus.add_handler("line", lambda event, queue: got.append(event))
+    nexus.register(tail)
+    async with running(nexus):
+        await until(lambda: len(got) == 2, "the first lines")
+        append(log, numbered(2, 1))  # read from the rotated file, under the path it had
+        rotate(log)
+        append(log, numbered(3, 1))
+        rotate(log)  # twice between two looks, perhaps: app.log.2 is the file it read
+        append(log, numbered(4, 2))
+        await until(lambda: len(got) == 6, f"every line, got {[e.payload for e in got]}")
+    assert [e.payload for e in got] == texts(0, 6)
+    assert {(e.headers or {})[PATH_HEADER] for e in got} == {str(log)}
+
+
 async def test_a_glob_follows_at_most_max_files_and_warns(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -295,6 +339,28 @@ async def test_a_glob_follows_at_most_max_files_and_warns(
         )
     assert [e.payload for e in got[:2]] == ["a", "b"]
     assert sorted(e.payload for e in got[2:]) == ["b", "c"]
+    warnings = [r.getMessage() for r in caplog.records if "max_files" in r.getMessage()]
+    assert len(warnings) == 1 and str(tmp_path / "c.log") in warnings[0], warnings
+
+
+async def test_a_file_left_out_by_max_files_is_followed_once_a_followed_one_is_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.log").write_text(f"{name}1\n")
+    tail = FileTail(tmp_path / "*.log", start="beginning", poll_interval=POLL, max_files=2)
+    nexus = AsyncEventNexus(fail_fast=True)
+    got: list[str] = []
+    nexus.add_handler("line", lambda event, queue: got.append(event.payload))
+    nexus.register(tail)
+    with caplog.at_level(logging.WARNING, logger="async_nexus"):
+        async with running(nexus):
+            await until(lambda: sorted(got) == ["a1", "b1"], "the lines of the first two files")
+            await until(lambda: any("max_files" in r.getMessage() for r in caplog.records), "the warning")
+            append(tmp_path / "c.log", "c2\n")  # waits in the file left out
+            (tmp_path / "a.log").unlink()
+            await until(lambda: len(got) == 4, f"the lines of c.log, got {got}")
+    assert got[2:] == ["c1", "c2"]
     warnings = [r.getMessage() for r in caplog.records if "max_files" in r.getMessage()]
     assert len(warnings) == 1 and str(tmp_path / "c.log") in warnings[0], warnings
 

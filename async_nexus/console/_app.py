@@ -159,7 +159,12 @@ class ConsoleApp:
         given = request.param("token") or ""
         assert self.token is not None
         if not hmac.compare_digest(given.encode(), self.token.encode()):
-            raise HttpError(401, "wrong token", {"WWW-Authenticate": 'Bearer realm="async-nexus console"'})
+            raise HttpError(
+                401,
+                "wrong token: open /?token=TOKEN with the token the console was started with "
+                "(--console-token or ASYNC_NEXUS_CONSOLE_TOKEN)",
+                {"WWW-Authenticate": 'Bearer realm="async-nexus console"'},
+            )
         assert self._session is not None
         cookie = f"{COOKIE}={self._session}; HttpOnly; SameSite=Strict; Path=/"
         return 303, b"", "text/plain; charset=utf-8", {"Location": "/", "Set-Cookie": cookie}
@@ -180,14 +185,12 @@ class ConsoleApp:
             return _json(await self.letters.listing(request.query))
         if path == "/api/csrf":
             return _json({"csrf": self.csrf, "readonly": self.readonly})
-        if path in ("/api/dead-letters/replay", "/api/dead-letters/delete"):
+        if path in _ACTIONS:
             raise HttpError(405, f"{path} changes something: POST to it", {"Allow": "POST"})
         raise HttpError(404, f"nothing at {path[:100]}; the console is at /")
 
     async def _change(self, request: Request) -> Answer:
-        action = {"/api/dead-letters/replay": "replay", "/api/dead-letters/delete": "delete"}.get(
-            request.path
-        )
+        action = _ACTIONS.get(request.path)
         if action is None:
             raise HttpError(405, f"{request.path[:100]} only reads: GET it", {"Allow": "GET"})
         if self.readonly:

@@ -116,9 +116,6 @@ def run(args: argparse.Namespace, *, stdin: TextIO | None = None) -> int:
     except (Held, NoJournal, JournalError) as exc:  # the journal could not be opened: says why
         print(f"{prefix} {exc}", file=err)
         return _EXIT_FAILED
-    except ValueError as exc:  # an id of the wrong shape
-        print(f"{prefix} {exc}", file=err)
-        return _EXIT_USAGE
 
 
 async def _act(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO, prefix: str) -> int:
@@ -150,7 +147,11 @@ async def _act(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
 async def _on(
     letters: Any, args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO, prefix: str
 ) -> int:
-    ids = [letters.parse_id(text) for text in getattr(args, "ids", ())] or None
+    try:
+        ids = [letters.parse_id(text) for text in getattr(args, "ids", ())] or None
+    except ValueError as exc:  # only here: any other ValueError is a fault, with its traceback
+        print(f"{prefix} {exc}", file=err)
+        return _EXIT_USAGE
     if args.action == "list":
         records = await letters.newest(args.limit, args.type)
         (as_json if args.json else table)(records, out)
@@ -162,14 +163,18 @@ async def _on(
     if args.action == "purge" and args.all and not args.yes:
         count = await letters.count()
         if not count:
-            print(f"no dead letters in {letters.where}", file=out)
+            if args.json:
+                as_json({"deleted": []}, out)
+            else:
+                print(f"no dead letters in {letters.where}", file=out)
             return _EXIT_OK
+        # Asked on stderr, as rm -i does: what --json prints on stdout stays JSON alone.
         print(
             f"Delete all {count} dead letters of {letters.where}? This cannot be undone. [y/N] ",
             end="",
-            file=out,
+            file=err,
         )
-        out.flush()
+        err.flush()
         answer = stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
             print(f"{prefix} not confirmed, nothing deleted (pass --yes to skip the question)", file=err)

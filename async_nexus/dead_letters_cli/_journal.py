@@ -52,13 +52,16 @@ class JournalLetters:
         return value
 
     async def count(self) -> int:
+        """How many dead letters the journal keeps."""
         return self._journal.dead_letter_count
 
     async def newest(self, limit: int, event_type: int | str | None) -> list[Record]:
+        """The newest ``limit`` (of ``event_type`` if given), newest first."""
         letters = await self._journal.dead_letters(limit=limit, event_type=event_type)
         return [from_dead_letter(letter) for letter in letters]
 
     async def show(self, ids: list[int]) -> list[Record]:
+        """Those of ``ids`` that exist, oldest first."""
         return [from_dead_letter(letter) for letter in await self._journal.dead_letters_by_id(ids)]
 
     async def replay(self, ids: list[int] | None) -> list[int]:
@@ -74,6 +77,7 @@ class JournalLetters:
         return [letter.id for letter in letters]
 
     async def purge(self, ids: list[int] | None) -> list[int]:
+        """Delete ``ids`` (every one if None) in one transaction; the ids deleted."""
         found = await self._journal.dead_letter_ids(ids)
         for id in found:
             self._journal.remove_dead_letter(id)
@@ -81,4 +85,5 @@ class JournalLetters:
         return found
 
     async def close(self) -> None:
+        """Close the journal: what was staged is written first."""
         await self._journal.close()

@@ -24,6 +24,7 @@ PREVIEW = 48
 
 
 def from_dead_letter(letter: DeadLetter) -> Record:
+    """A nexus's dead letter (from a journal) as a :data:`Record`."""
     event = letter.event
     return {
         "id": letter.id,
@@ -47,10 +48,12 @@ def readable(value: Any) -> str:
 
 
 def cut(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the cut marked with an ellipsis."""
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def when(seconds: Any) -> str:
+    """A ``time.time()`` as a UTC date and time; ``?`` if it is none."""
     if not isinstance(seconds, (int, float)):
         return "?"
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
@@ -112,4 +115,5 @@ def details(records: Sequence[Record], out: TextIO) -> None:
 
 
 def as_json(value: Any, out: TextIO) -> None:
+    """``value`` as indented JSON; what JSON has no form for, as its ``repr()``."""
     print(json.dumps(value, ensure_ascii=False, indent=2, default=repr), file=out)

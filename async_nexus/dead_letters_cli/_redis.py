@@ -48,9 +48,11 @@ class RedisLetters:
         return text
 
     async def count(self) -> int:
+        """How many records the dead-letter stream holds."""
         return int(await self._client.xlen(self.dead_stream))
 
     async def newest(self, limit: int, event_type: int | str | None) -> list[Record]:
+        """The newest ``limit`` records (of events of ``event_type`` if given), newest first."""
         found: list[Record] = []
         end = "+"
         while len(found) < limit:
@@ -67,9 +69,11 @@ class RedisLetters:
         return found
 
     async def show(self, ids: list[str]) -> list[Record]:
+        """The records of ``ids`` that exist, oldest first."""
         return [self._record(entry_id, fields) for entry_id, fields in await self._entries(ids)]
 
     async def replay(self, ids: list[str] | None) -> list[str]:
+        """Append each entry to the stream it came from and delete its record; the ids done."""
         done: list[str] = []
         for entry_id, fields in await self._entries(ids):
             origin = fields.get(b"stream", self.stream.encode())
@@ -85,12 +89,14 @@ class RedisLetters:
         return done
 
     async def purge(self, ids: list[str] | None) -> list[str]:
+        """Delete the records ``ids`` (every one if None); the ids deleted."""
         found = [entry_id for entry_id, _ in await self._entries(ids)]
         for start in range(0, len(found), 1000):
             await self._client.xdel(self.dead_stream, *found[start : start + 1000])
         return [entry_id.decode() for entry_id in found]
 
     async def close(self) -> None:
+        """Close the connection to the server."""
         await self._client.aclose()
 
     async def _entries(self, ids: list[str] | None) -> list[tuple[bytes, dict[bytes, bytes]]]:

@@ -36,6 +36,20 @@ PATH_HEADER = "path"
 HEAD_BYTES = _HEAD_BYTES
 
 
+def _newline_is_one_byte(encoding: str) -> bool:
+    """Whether ``encoding`` writes a line end, after other text, as the byte ``\\n``.
+
+    Lines are split on that byte before they are decoded; UTF-16 and UTF-32 would be cut
+    inside their characters. After other text, so that a byte order mark does not count.
+    """
+    try:
+        encoder = codecs.getincrementalencoder(encoding)()
+        encoder.encode("a")
+        return bool(encoder.encode("\n") == b"\n")
+    except (TypeError, ValueError):  # a codec that does not turn text into bytes
+        return False
+
+
 class FileTail(EventConverter):
     """Follows text files like ``tail -F``: one event per line, across every kind of rotation.
 
@@ -87,7 +101,7 @@ class FileTail(EventConverter):
         more are left with a warning until a followed one is dropped.
     :raises ~async_nexus.errors.BadCall: ``start`` is neither ``"end"`` nor ``"beginning"``,
         ``poll_interval`` is not a positive number, ``max_files`` not a positive integer, or
-        ``encoding`` is unknown.
+        ``encoding`` is unknown or does not write a line end as the byte ``\\n``.
     """
 
     def __init__(
@@ -117,7 +131,15 @@ class FileTail(EventConverter):
         try:
             codecs.lookup(encoding)
         except LookupError:
-            raise BadCall(f"FileTail encoding {encoding!r} is not a known encoding") from None
+            raise BadCall(
+                f"FileTail encoding {encoding!r} is not a known encoding; give a name Python's codecs "
+                "know, such as 'utf-8' or 'latin-1'"
+            ) from None
+        if not _newline_is_one_byte(encoding):
+            raise BadCall(
+                f"FileTail reads encodings that write a line end as the single byte \\n, and "
+                f"{encoding!r} does not; give one that does, such as 'utf-8' or 'latin-1'"
+            )
         #: The followed file, or glob pattern of files, as an absolute path.
         self.path = os.path.abspath(os.fspath(path))
         #: The type of the events.

@@ -53,11 +53,6 @@ class Follower:
         self._taken = 0
         self._offset = 0  # where in the file self._buffer[self._taken] is
 
-    @property
-    def opened(self) -> bool:
-        """Whether a file is open."""
-        return self._file is not None
-
     def begin(self, saved: Position | None, *, at_end: bool) -> None:
         """Go on from ``saved``; without one, from the end (``at_end``) or the beginning of the file."""
         if saved is not None:

@@ -429,8 +429,10 @@ class Store:
         if ids is None:
             return conn.execute(query + " ORDER BY id").fetchall()
         found: list[tuple[Any, ...]] = []
-        for start in range(0, len(ids), 500):  # SQLite's limit on parameters is 999 at least
-            chunk = ids[start : start + 500]
+        # Each id once: a copy in another query would find its row again, and act on it twice.
+        unique = sorted(set(ids))
+        for start in range(0, len(unique), 500):  # SQLite's limit on parameters is 999 at least
+            chunk = unique[start : start + 500]
             marks = ",".join("?" * len(chunk))
             found += conn.execute(f"{query} WHERE id IN ({marks})", chunk).fetchall()
         return sorted(found, key=lambda row: int(row[0]))
