@@ -232,6 +232,8 @@ async def test_a_faststream_subscriber_reads_what_the_raw_sender_publishes(nats_
             await sender.send(Event(1, "order", 0, {"sku": "T-1", "count": 2}, {"origin": "nexus"}))
             await sender.send(Event(2, "order", 0, Order("T-2", 5)))
         await until(lambda: len(got) == 2, timeout=20)
+    # FastStream may handle the messages of one pull side by side: their order is its own.
+    got.sort(key=lambda pair: str(pair[0]["sku"]))
     assert [body for body, _ in got] == [{"sku": "T-1", "count": 2}, {"sku": "T-2", "count": 5}]
     assert got[0][1]["origin"] == "nexus"
 
