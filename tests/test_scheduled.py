@@ -38,9 +38,12 @@ async def test_events_come_in_the_order_they_are_due() -> None:
     nexus = AsyncEventNexus()
     nexus.add_handler("tick", recorder)
     async with nexus:
-        nexus.ingest_later(0.06, Event(3, "tick"))
-        nexus.ingest_later(0.02, Event(1, "tick"))
-        nexus.ingest_later(0.04, Event(2, "tick"))
+        # One reading of the clock for all three: a busy machine may pause this task between
+        # the calls, which must not change when each is due.
+        now = dt.datetime.now(dt.timezone.utc)
+        nexus.ingest_at(now + dt.timedelta(seconds=0.06), Event(3, "tick"))
+        nexus.ingest_at(now + dt.timedelta(seconds=0.02), Event(1, "tick"))
+        nexus.ingest_at(now + dt.timedelta(seconds=0.04), Event(2, "tick"))
         await recorder.wait_for(3)
     assert [e.id for e in recorder.events] == [1, 2, 3]
 
