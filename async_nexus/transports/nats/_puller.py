@@ -28,6 +28,8 @@ _DESCRIPTION = "Description"
 # How much longer than ``wait`` a pull may go unanswered before it counts as lost (a
 # reconnection, a leader that changed while it waited).
 _GRACE = 1.0
+# How often to look again whether a lost connection is back before asking for messages.
+_OFFLINE_PAUSE = 0.1
 
 
 class Puller:
@@ -90,6 +92,11 @@ class Puller:
         """
         loop = asyncio.get_running_loop()
         if not self._current and not self._arrived and room > 0:
+            if not self._client.is_connected:
+                # A pull asked now would wait in nats-py's buffer and reach the server with
+                # the others asked meanwhile, all at once, for more than there is room for.
+                await asyncio.sleep(_OFFLINE_PAUSE)
+                return []
             subject = f"{self._inbox}{next(self._numbers)}"
             request = json.dumps({"batch": room, "expires": int(self._wait * 1e9)}).encode()
             self._current, self._expected = subject, room
