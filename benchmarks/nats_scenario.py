@@ -23,6 +23,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from .crossing import cross, free_port
 from .plan import Plan
 from .runner import row
 
@@ -36,12 +37,6 @@ REQUIRES = {"nats_py": "nats", "faststream": "faststream", "nexus": "nats"}
 def _timeout(n: int) -> float:
     """Seconds one end may take for ``n`` events before it counts as hung."""
     return 30 + n / 500
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _binary() -> str:
@@ -60,7 +55,7 @@ def nats_server() -> Iterator[tuple[str, str]]:
     """Yield (url, version) of a fresh nats-server with JetStream in a temporary directory."""
     binary = _binary()
     version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.split()[-1]
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as workdir:
         server = subprocess.Popen(
             [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", workdir],
@@ -99,36 +94,7 @@ def _make_stream(url: str, stream: str) -> None:
 def _crossing(side: str, url: str, stream: str, n: int) -> float:
     """Seconds from the sender's first event to the receiver's handling of the last one."""
     _make_stream(url, stream)
-    receiver = subprocess.Popen(
-        [sys.executable, str(ENDS), f"{side}-receive", url, stream, str(n)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert receiver.stdout is not None
-        if receiver.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"{side} receiver did not start: {receiver.communicate()[1][-600:]}")
-        sender = subprocess.run(
-            [sys.executable, str(ENDS), f"{side}-send", url, stream, str(n)],
-            capture_output=True,
-            text=True,
-            timeout=_timeout(n),
-        )
-        if sender.returncode:
-            raise RuntimeError(f"{side} sender failed: {sender.stderr[-600:]}")
-        try:
-            out, err = receiver.communicate(timeout=_timeout(n))
-        except subprocess.TimeoutExpired:
-            receiver.kill()
-            raise RuntimeError(f"{side} receiver timed out: {receiver.communicate()[1][-600:]}") from None
-        if receiver.returncode:
-            raise RuntimeError(f"{side} receiver failed: {err[-600:]}")
-        return float(out.split()[-1]) - float(sender.stdout.split()[0])
-    finally:
-        if receiver.poll() is None:
-            receiver.kill()
-            receiver.wait()
+    return cross(ENDS, side, url, stream, n, _timeout(n))
 
 
 def measure(plan: Plan, *, with_nexus: bool) -> list[dict[str, Any]]:

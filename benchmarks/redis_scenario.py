@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,6 +18,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from .crossing import cross, free_port
 from .plan import Plan
 from .runner import row
 
@@ -33,19 +32,13 @@ def _timeout(n: int) -> float:
     return 30 + n / 1000
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
 def redis_server() -> Iterator[tuple[str, str]]:
     """Yield (url, version) of a fresh redis-server that keeps nothing on disk."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise FileNotFoundError("no redis-server on PATH")
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as workdir:
         server = subprocess.Popen(
             [
@@ -88,36 +81,7 @@ def _wait_up(port: int) -> str:
 
 def _crossing(side: str, url: str, stream: str, n: int) -> float:
     """Seconds from the sender's first event to the receiver's handling of the last one."""
-    receiver = subprocess.Popen(
-        [sys.executable, str(ENDS), f"{side}-receive", url, stream, str(n)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert receiver.stdout is not None
-        if receiver.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"{side} receiver did not start: {receiver.communicate()[1][-600:]}")
-        sender = subprocess.run(
-            [sys.executable, str(ENDS), f"{side}-send", url, stream, str(n)],
-            capture_output=True,
-            text=True,
-            timeout=_timeout(n),
-        )
-        if sender.returncode:
-            raise RuntimeError(f"{side} sender failed: {sender.stderr[-600:]}")
-        try:
-            out, err = receiver.communicate(timeout=_timeout(n))
-        except subprocess.TimeoutExpired:
-            receiver.kill()
-            raise RuntimeError(f"{side} receiver timed out: {receiver.communicate()[1][-600:]}") from None
-        if receiver.returncode:
-            raise RuntimeError(f"{side} receiver failed: {err[-600:]}")
-        return float(out.split()[-1]) - float(sender.stdout.split()[0])
-    finally:
-        if receiver.poll() is None:
-            receiver.kill()
-            receiver.wait()
+    return cross(ENDS, side, url, stream, n, _timeout(n))
 
 
 def _side(side: str, impl: str, url: str, plan: Plan, version: str) -> dict[str, Any]:

@@ -13,7 +13,6 @@ Used by ``tests/test_nats_cluster.py`` and ``benchmarks/nats_failover.py``.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import tempfile
 import time
@@ -21,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from nats_server import free_port, start_nats_server, tail
+from nats_server import free_port, kill_server, start_nats_server, stop_server, tail
 
 CLUSTER_NAME = "nexus"
 
@@ -71,20 +70,12 @@ class ClusterNode:
 
     def kill(self) -> None:
         """SIGKILL: the node vanishes without a word to the others."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
+        kill_server(self.process)
         self.process = None
 
     def stop(self) -> None:
         """SIGTERM and wait: the node shuts down cleanly (and hands its leaderships over)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_server(self.process, 15)
         self.process = None
 
     def restart(self) -> None:

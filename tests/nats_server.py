@@ -100,6 +100,24 @@ def tail(path: Path) -> str:
     return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
 
+def kill_server(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL ``process`` if it runs, and reap it."""
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+
+def stop_server(process: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """SIGTERM ``process`` if it runs and wait ``grace`` seconds for it; SIGKILL it after that."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
 class NatsServer:
     """One nats-server subprocess with JetStream, on a port that stays the same across restarts."""
 
@@ -133,20 +151,12 @@ class NatsServer:
 
     def kill(self) -> None:
         """SIGKILL: connections drop at once, nothing is flushed on the way out."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
+        kill_server(self.process)
         self.process = None
 
     def stop(self) -> None:
         """SIGTERM and wait: the server shuts down cleanly."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_server(self.process, 10)
         self.process = None
 
     def close(self) -> None:

@@ -87,6 +87,15 @@ def rotate(log: Path, keep: int = 5, compress_from: int | None = None) -> None:
                 gzip_file(plain)
 
 
+def following(path: Path, **options: Any) -> tuple[AsyncEventNexus, list[str]]:
+    """A nexus that follows ``path`` from its beginning, and the lines its handler gets."""
+    nexus = AsyncEventNexus(fail_fast=True)
+    seen: list[str] = []
+    nexus.add_handler("line", lambda event, queue: seen.append(event.payload))
+    nexus.register(FileTail(path, start="beginning", poll_interval=0.05, **options))
+    return nexus, seen
+
+
 async def test_a_chain_of_rotations_while_down_is_read_oldest_first(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_text(numbered(0, 3))
@@ -181,11 +190,7 @@ async def test_copytruncate_while_down_reads_the_rest_from_the_copy_then_the_fil
 async def test_copytruncate_while_running_reads_the_lines_left_in_the_copy(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_text(numbered(0, 2))
-    tail = FileTail(log, start="beginning", poll_interval=0.05)
-    nexus = AsyncEventNexus(fail_fast=True)
-    seen: list[str] = []
-    nexus.add_handler("line", lambda event, queue: seen.append(event.payload))
-    nexus.register(tail)
+    nexus, seen = following(log)
     async with running(nexus):
         await until(lambda: len(seen) == 2, "the first lines")
         # Between two looks of the tail: lines, the copy, the truncation, new lines.
@@ -224,11 +229,7 @@ async def test_olddir_while_running_reads_the_file_moved_there_before_the_new_on
     log, old = tmp_path / "app.log", tmp_path / "old"
     old.mkdir()
     log.write_text(numbered(0, 1))
-    tail = FileTail(log, start="beginning", poll_interval=0.05, olddir=old)
-    nexus = AsyncEventNexus(fail_fast=True)
-    seen: list[str] = []
-    nexus.add_handler("line", lambda event, queue: seen.append(event.payload))
-    nexus.register(tail)
+    nexus, seen = following(log, olddir=old)
     async with running(nexus):
         await until(lambda: len(seen) == 1, "the first line")
         append(log, numbered(1, 1))
@@ -247,11 +248,7 @@ async def test_olddir_while_running_reads_the_file_moved_there_before_the_new_on
 async def test_two_rotations_between_two_looks_lose_nothing(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_text(numbered(0, 1))
-    tail = FileTail(log, start="beginning", poll_interval=0.05)
-    nexus = AsyncEventNexus(fail_fast=True)
-    seen: list[str] = []
-    nexus.add_handler("line", lambda event, queue: seen.append(event.payload))
-    nexus.register(tail)
+    nexus, seen = following(log)
     async with running(nexus):
         await until(lambda: len(seen) == 1, "the first line")
         append(log, numbered(1, 1))
