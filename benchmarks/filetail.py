@@ -2,7 +2,9 @@
 
 A :class:`~async_nexus.FileTail` in a nexus reads a file of log lines from its beginning and
 hands each to one sync handler, without a journal and with one (``synchronous=normal``: each
-line an event kept until handled, the tail's position saved with it). The floor is what
+event kept until handled, the tail's position saved with it); each line an event, and then
+the same in batches (``FileTail(batch=1000)``: an event per read of the file, whose handler
+hands each of its lines to the same sync handler). The floor is what
 reading the file costs with nothing in between: ``for line in file`` in Python, each line
 handed to the same handler. Each run is a child process of its own (``child.py`` with
 ``peers/filetail_peers.py``) reading a fresh file under ``benchmarks/.filetail/``, on the file
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import runner
-from .plan import FILETAIL, Plan
+from .plan import FILETAIL, FILETAIL_BATCH, Plan
 from .runner import row
 
 HOME = Path(__file__).resolve().parent / ".filetail"
@@ -69,7 +71,12 @@ def measure(plan: Plan, keys: list[str]) -> list[dict[str, Any]]:
         for key in keys:
             # The same floor for both: one reading of the file per round.
             outs.setdefault((key, "file_floor"), []).append(floor)
-            got = run_one("nexus", {"n": n, "journal": key == "filetail_journal"}, plan.warmup)
+            params = {
+                "n": n,
+                "journal": key.endswith("_journal"),
+                "batch": FILETAIL_BATCH if key.startswith("filetail_batch") else None,
+            }
+            got = run_one("nexus", params, plan.warmup)
             outs.setdefault((key, "nexus"), []).append(got)
         took = time.monotonic() - started
         print(f"  filetail: round {number + 1} of {plan.filetail_runs} in {took:.1f} s", flush=True)

@@ -78,6 +78,8 @@ ON_UVLOOP = ("ceiling", "plain_queue", "nexus", "nexus_v1", "pyee_peer", "blinke
 #: Fanout width of scenario 4, and the registered types of scenario 3.
 FANOUT = 10
 TYPES = 1_000
+#: Scenario 10: at most how many lines one event of a batching FileTail carries.
+FILETAIL_BATCH = 1_000
 
 #: Scenario 8: how many handler calls may run at once, the handler's await (seconds), the
 #: keys of the keyed variant, and the shorter await of its overload (1 ms: 1,000,000 events
@@ -125,6 +127,10 @@ SCENARIOS = {
     "durable_latency": Scenario("9: durable, await ingest at half rate", "ms", False),
     "filetail": Scenario("10: file tail into a handler", "lines/s", True),
     "filetail_journal": Scenario("10: file tail, with a journal", "lines/s", True),
+    "filetail_batch": Scenario(f"10: file tail, batches of {FILETAIL_BATCH:,}", "lines/s", True),
+    "filetail_batch_journal": Scenario(
+        f"10: file tail, batches of {FILETAIL_BATCH:,}, with a journal", "lines/s", True
+    ),
     "nats": Scenario("11: NATS JetStream crossing", "events/s", True),
 }
 
@@ -137,8 +143,8 @@ MEMORY = ("overload", "io_overload")
 
 #: Scenario 9 (benchmarks/durable.py): its result keys, and ``--only durable`` for all three.
 DURABLE = ("durable_full", "durable_normal", "durable_latency")
-#: Scenario 10 (benchmarks/filetail.py): its result keys, and ``--only filetail`` for both.
-FILETAIL = ("filetail", "filetail_journal")
+#: Scenario 10 (benchmarks/filetail.py): its result keys, and ``--only filetail`` for all four.
+FILETAIL = ("filetail", "filetail_journal", "filetail_batch", "filetail_batch_journal")
 GROUPS: dict[str, tuple[str, ...]] = {"durable": DURABLE, "filetail": FILETAIL}
 #: Scenario 9: the producer tasks that feed the nexus at once, each awaiting its ingest().
 DURABLE_PRODUCERS = 100
@@ -214,10 +220,16 @@ GOALS = [
     Goal("durable, synchronous=full >= 0.5x bare sqlite3", "durable_full", "sqlite_floor", 0.5, True),
     Goal("durable, synchronous=normal >= 0.5x bare sqlite3", "durable_normal", "sqlite_floor", 0.5, True),
     Goal("durable: await ingest p99 < 5 ms at half the rate (normal)", "durable_latency", "", 5.0, False),
-    Goal("file tail >= 0.3x a plain loop over the file's lines", "filetail", "file_floor", 0.3, True),
     Goal(
-        "file tail with a journal >= 0.1x a plain loop over the file's lines",
-        "filetail_journal",
+        "file tail in batches >= 0.3x a plain loop over the file's lines",
+        "filetail_batch",
+        "file_floor",
+        0.3,
+        True,
+    ),
+    Goal(
+        "file tail in batches, with a journal >= 0.1x a plain loop over the file's lines",
+        "filetail_batch_journal",
         "file_floor",
         0.1,
         True,

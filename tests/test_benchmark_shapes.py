@@ -81,7 +81,8 @@ def test_the_filetail_scenario_hands_every_line_to_the_handler() -> None:
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout.splitlines()[-1])
     cells = {(r["key"], r["impl"]): r for r in rows}
-    assert set(cells) == {(k, i) for k in ("filetail", "filetail_journal") for i in ("nexus", "file_floor")}
+    keys = ("filetail", "filetail_journal", "filetail_batch", "filetail_batch_journal")
+    assert set(cells) == {(k, i) for k in keys for i in ("nexus", "file_floor")}
     # A run whose handler did not get every line is a failed row, without a value.
     failed = {cell: r["detail"].get("error") for cell, r in cells.items() if r["value"] is None}
     assert not failed

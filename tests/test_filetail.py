@@ -15,7 +15,7 @@ import pytest
 
 from async_nexus import AsyncEventNexus, Event, EventFactory, errors
 from async_nexus.checkpoints import Checkpoints, MemoryCheckpoints
-from async_nexus.filetail import FileTail
+from async_nexus.filetail import PATH_HEADER, FileTail
 from async_nexus.testing import running
 
 POLL = 0.01
@@ -350,3 +350,102 @@ async def test_the_saved_position_never_runs_ahead_of_the_events_accepted(tmp_pa
         await until(lambda: saved(store, tail.name)["offset"] == len(content), "the last position")
     assert ahead == []
     assert seen == ["1", "2", "3", "4", "5"]
+
+
+def batch_nexus(
+    tail: FileTail, checkpoints: Checkpoints | None = None
+) -> tuple[AsyncEventNexus, list[Event]]:
+    """A nexus pulling ``tail`` (which saves to ``checkpoints``), and the events it handles."""
+    nexus = AsyncEventNexus(fail_fast=True)
+    got: list[Event] = []
+    nexus.add_handler("line", lambda event, queue: got.append(event))
+    tail.checkpoints = checkpoints
+    nexus.register(tail)
+    return nexus, got
+
+
+class Recording(MemoryCheckpoints):
+    """Checkpoints that keep every offset saved, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offsets: list[int] = []
+
+    def save(self, name: str, value: str) -> None:
+        self.offsets.append(json.loads(value)["offset"])
+        super().save(name, value)
+
+
+async def test_batch_emits_lists_of_at_most_that_many_lines_in_order(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("".join(f"{n}\n" for n in range(1, 11)))
+    nexus, got = batch_nexus(tail_of(log, start="beginning", batch=3))
+    async with running(nexus):
+        await until(lambda: sum(len(e.payload) for e in got) == 10, "ten lines")
+        append(log, "11\n12\n")
+        await until(lambda: sum(len(e.payload) for e in got) == 12, "twelve lines")
+    # The first read holds the ten lines: batches of three and the rest; then what came later.
+    assert [e.payload for e in got] == [
+        ["1", "2", "3"], ["4", "5", "6"], ["7", "8", "9"], ["10"], ["11", "12"],
+    ]  # fmt: skip
+    assert {e.headers[PATH_HEADER] for e in got} == {str(log)}
+    assert len({e.id for e in got}) == 5
+
+
+async def test_batch_saves_the_position_after_each_batch(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"a\r\nb\nc\r\nd\ne\n")  # lines of 3, 2, 3, 2 and 2 bytes
+    store = Recording()
+    tail = tail_of(log, start="beginning", batch=2)
+    nexus, got = batch_nexus(tail, store)
+    async with running(nexus):
+        await until(lambda: store.offsets[-1:] == [12], "the position after the last batch")
+    assert [e.payload for e in got] == [["a", "b"], ["c", "d"], ["e"]]
+    assert store.offsets == [5, 10, 12]
+    # A new tail goes on after the last batch: nothing again, nothing skipped.
+    append(log, "f\ng\n")
+    again = tail_of(log, start="beginning", batch=2)
+    nexus, got = batch_nexus(again, store)
+    async with running(nexus):
+        await until(lambda: store.offsets[-1:] == [16], "the position after the new lines")
+    assert [e.payload for e in got] == [["f", "g"]]
+
+
+async def test_batch_ends_a_rotated_file_with_its_unterminated_line(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("1\n2\n3")  # the last line never got its line end
+    store = Recording()
+    tail = tail_of(log, start="beginning", batch=5)
+    nexus, got = batch_nexus(tail, store)
+    async with running(nexus):
+        await until(lambda: [e.payload for e in got] == [["1", "2"]], "the complete lines")
+        log.rename(tmp_path / "app.log.1")
+        log.write_text("4\n")
+        await until(lambda: len(got) == 3, "the rest of the old file and the new one")
+        await until(lambda: saved(store, tail.name).get("offset") == 2, "the position in the new file")
+    assert [e.payload for e in got] == [["1", "2"], ["3"], ["4"]]
+    assert store.offsets == [4, 5, 2]
+
+
+async def test_batches_go_through_a_journal_and_resume_from_it(tmp_path: Path) -> None:
+    from async_nexus.journal import SqliteJournal
+
+    log = tmp_path / "app.log"
+    log.write_text("1\n2\n3\n")
+    handled: list[list[str]] = []
+    for more, total in (("", 3), ("4\n5\n", 5)):
+        append(log, more)
+        nexus = AsyncEventNexus(fail_fast=True, journal=SqliteJournal(tmp_path / "events.db"))
+        nexus.add_handler("line", lambda event, queue: handled.append(event.payload))
+        nexus.register(tail_of(log, start="beginning", batch=2))
+        async with running(nexus):
+            await until(lambda t=total: sum(map(len, handled)) == t, "every line")
+    assert handled == [["1", "2"], ["3"], ["4", "5"]]
+
+
+def test_batch_must_be_a_positive_integer_or_none(tmp_path: Path) -> None:
+    for bad in (0, -1, True, 2.5, "10"):
+        with pytest.raises(errors.BadCall, match=f"batch must be a positive integer .*got {bad!r}"):
+            FileTail(tmp_path / "app.log", batch=bad)  # type: ignore[arg-type]
+    assert FileTail(tmp_path / "app.log").batch is None
+    assert FileTail(tmp_path / "app.log", batch=500).batch == 500

@@ -158,10 +158,10 @@ class Rotator:
 
 
 def start(
-    journal: Path, log: Path, handled: Path, olddir: Path | None, slow: bool
+    journal: Path, log: Path, handled: Path, olddir: Path | None, slow: bool, batch: bool
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    mode = "slow-tail" if slow else "tail"
+    mode = ("slow-" if slow else "") + ("batch-" if batch else "") + "tail"
     args = [sys.executable, "-m", "tests.daemons.journaled", mode, str(journal), str(log), str(handled)]
     if olddir is not None:
         args.append(str(olddir))
@@ -179,13 +179,14 @@ def runs(numbers: list[int]) -> int:
 
 
 async def crash_scenario(
-    tmp_path: Path, mode: str, *, kills: int, down_rotations: int, slow: bool = False
+    tmp_path: Path, mode: str, *, kills: int, down_rotations: int, slow: bool = False, batch: bool = False
 ) -> str:
     """Rotate in ``mode`` while the daemon runs and while it is down; kill it ``kills`` times.
 
     A ``slow`` daemon takes at least 1 ms a line, so that it catches up with what was written
     while it was down for a while: it is then killed at a random line of that backlog, and
-    the log is rotated right then, while it reads the files rotated meanwhile.
+    the log is rotated right then, while it reads the files rotated meanwhile. A ``batch``
+    daemon's tail emits batches of up to ten lines.
     """
     binary = require_logrotate()
     seed = random.randrange(1 << 30)
@@ -203,7 +204,7 @@ async def crash_scenario(
     writing = asyncio.create_task(writer.run())
     try:
         for _ in range(kills):
-            daemon = start(journal, log, handled, olddir, slow)
+            daemon = start(journal, log, handled, olddir, slow, batch)
             try:
                 # Once it reads (a kill before its first checkpoint would test nothing): at a
                 # random line of its backlog, or a random moment, a rotation, then a kill.
@@ -224,7 +225,7 @@ async def crash_scenario(
                 await rotator.rotate()
         writing.cancel()
         writer.write(10)  # the last lines, after the last rotation
-        daemon = start(journal, log, handled, olddir, slow)
+        daemon = start(journal, log, handled, olddir, slow, batch)
         try:
             wanted = {f"line {n}" for n in range(writer.written)}
             await until(lambda: wanted <= set(lines(handled)))
@@ -239,7 +240,7 @@ async def crash_scenario(
     lost = sorted(int(line.split()[1]) for line in wanted - counts.keys())
     duplicated = sorted(int(line.split()[1]) for line, count in counts.items() if count > 1)
     extra = sum(count - 1 for count in counts.values())
-    daemon_kind = " (slow daemon)" if slow else ""
+    daemon_kind = (" (slow daemon)" if slow else "") + (" (batches)" if batch else "")
     report = (
         f"{mode}{daemon_kind}: {writer.written} lines written, {rotator.rotations} rotations, {kills} kills; "
         f"handled {len(counts)} distinct ({sum(counts.values())} times), lost {len(lost)}, "
@@ -263,3 +264,11 @@ async def test_rotations_while_down_with_compression_lose_nothing(tmp_path: Path
 @pytest.mark.parametrize("mode", list(MODES))
 async def test_every_line_survives_logrotate_and_kills(tmp_path: Path, mode: str) -> None:
     await crash_scenario(tmp_path, mode, kills=3, down_rotations=2, slow=True)
+
+
+@pytest.mark.fault
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["compress", "copytruncate"])
+async def test_batches_survive_logrotate_and_kills(tmp_path: Path, mode: str) -> None:
+    # A batch's position is saved once the whole batch is taken: a kill repeats one, never skips.
+    await crash_scenario(tmp_path, mode, kills=3, down_rotations=2, slow=True, batch=True)

@@ -101,7 +101,7 @@ class Admission:
     # Slots: ingest() reads these attributes for every event.
     __slots__ = (
         "_queue", "_life", "_doorbell", "_requests", "_router", "_scheduler", "_keeper",
-        "_tracer", "fast", "max_chain", "by_source", "secondary",
+        "_tracer", "fast", "_fast_sources", "max_chain", "by_source", "secondary",
     )  # fmt: skip
 
     def __init__(
@@ -123,6 +123,7 @@ class Admission:
         #: ``ingest()`` may take the fast case: the lifecycle takes events, and there is no
         #: journal to keep them and no tracer to inject (see :meth:`admit_fast`).
         self.fast = False
+        self._fast_sources = False
         lifecycle.on_change(self._reconsider)
         self._reconsider()
         self.max_chain = max_chain
@@ -137,7 +138,9 @@ class Admission:
         self._reconsider()
 
     def _reconsider(self) -> None:
-        self.fast = self._life.takes_ingest and self._tracer is None and self._keeper is None
+        plain = self._tracer is None and self._keeper is None
+        self.fast = self._life.takes_ingest and plain
+        self._fast_sources = self._life.takes_from_sources and plain
 
     def admit(
         self,
@@ -205,6 +208,23 @@ class Admission:
             self._count(door, source)
             return None
         return self._wait_for_room(entry, door, source, seq)
+
+    def admit_from_source(self, event: Any, source: object) -> Awaitable[None] | None:
+        """``admit(event, Door.SOURCE, source)``, its most common case written out.
+
+        A converter's pump admits every event it pulls: with no journal and no tracer,
+        while sources are let in and no request waits for an answer, steps 2 to 6 come down
+        to the type check, and the event is queued at once if there is room.
+        """
+        if (
+            self._fast_sources
+            and not self._requests.waiters
+            and isinstance(event, Event)
+            and self._queue.try_put(event, event.priority)
+        ):
+            self.by_source[source] += 1
+            return None
+        return self.admit(event, Door.SOURCE, source)
 
     def admit_later(self, delay: float, event: Any, door: Door) -> ScheduledEvent:
         """Admit ``event`` now and queue it in ``delay`` seconds (loop time), past the bound.

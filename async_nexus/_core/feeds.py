@@ -206,7 +206,7 @@ class Feeds:
                 await self._report(exc, producer)
 
     async def _pump(self, converter: SimpleEventConverter) -> None:
-        deliver = self.port.deliver
+        admit = self._admission.admit_from_source
         try:
             await converter.start()
             while True:
@@ -216,7 +216,9 @@ class Feeds:
                     # Bad input, not a broken source: report it and go on pumping.
                     await report_going_on(self._report, exc, converter)
                     continue
-                await deliver(event, converter)
+                waiting = admit(event, converter)
+                if waiting is not None:
+                    await waiting
         except NoMoreEvents:
             pass
         except LoopStopped:

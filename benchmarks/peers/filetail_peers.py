@@ -6,8 +6,9 @@ text without its line end, and returns the seconds from the start to the moment 
 got the last line, with ``handled``, the lines it got.
 
 ``nexus`` follows the file with a :class:`~async_nexus.FileTail` in a nexus, with or without a
-journal (``synchronous=normal``: each line is then an event stored until handled, and the
-tail's position is saved with it). ``floor`` is a plain Python loop over the file's lines:
+journal (``synchronous=normal``: each event is then stored until handled, and the tail's
+position is saved with it), an event per line or, with ``batch``, per batch of lines.
+``floor`` is a plain Python loop over the file's lines:
 what reading the file costs, with nothing in between.
 """
 
@@ -54,8 +55,12 @@ class _Handler:
         self.last = line
 
 
-async def nexus(n: int, directory: str, journal: bool) -> dict[str, Any]:
-    """A nexus pulling a FileTail of the file from its beginning, with a journal or without."""
+async def nexus(n: int, directory: str, journal: bool, batch: int | None = None) -> dict[str, Any]:
+    """A nexus pulling a FileTail of the file from its beginning, with a journal or without.
+
+    With ``batch``, the tail emits lists of up to that many lines, and the nexus's handler
+    hands each line of them to the sync handler.
+    """
     path = _log(n, directory)
     options: dict[str, Any] = {}
     if journal:
@@ -69,8 +74,13 @@ async def nexus(n: int, directory: str, journal: bool) -> dict[str, Any]:
         handler(event.payload)
         count.hit()
 
-    hub.add_handler("line", handle)
-    hub.register(FileTail(path, start="beginning", poll_interval=0.01))
+    def handle_batch(event: Event, queue: Any) -> None:
+        for line in event.payload:
+            handler(line)
+        count.hit(len(event.payload))
+
+    hub.add_handler("line", handle if batch is None else handle_batch)
+    hub.register(FileTail(path, start="beginning", poll_interval=0.01, batch=batch))
     started = perf_counter()
     task = hub.start()
     await count.wait()

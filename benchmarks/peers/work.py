@@ -28,8 +28,8 @@ class Countdown:
         self.left = n
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def hit(self) -> None:
-        self.left -= 1
+    def hit(self, times: int = 1) -> None:
+        self.left -= times
         if not self.left:
             self._done.set_result(None)
 

@@ -14,6 +14,9 @@ given) and appends each line it handles to HANDLED.
 handler, for tests/test_fairness.py: it fsyncs HANDLED after each line and takes at least
 1 ms a line, so that a backlog takes a while to drain.
 
+``batch-tail`` and ``slow-batch-tail`` are ``tail`` and ``slow-tail`` with a FileTail that emits
+batches of up to ten lines (``batch=10``); the handler writes each line of a batch.
+
 All print ``READY`` once the loop runs. Lines are written unbuffered by line: what a
 process wrote before it was killed is in the file.
 """
@@ -55,23 +58,29 @@ async def events(
 
 
 async def tail(
-    journal: str, log: str, handled_path: str, olddir: str | None = None, slow: bool = False
+    journal: str,
+    log: str,
+    handled_path: str,
+    olddir: str | None = None,
+    slow: bool = False,
+    batch: int | None = None,
 ) -> None:
     nexus = AsyncEventNexus(journal=SqliteJournal(journal, synchronous="normal"))
     with open(handled_path, "a", buffering=1) as handled:
 
         def handle(event: Event, queue: Any) -> None:
-            started = time.perf_counter()
-            handled.write(f"{event.payload}\n")
-            if slow:
-                os.fsync(handled.fileno())
-                # At least 1 ms a line, also where an fsync costs less (tmpfs).
-                rest = 0.001 - (time.perf_counter() - started)
-                if rest > 0:
-                    time.sleep(rest)
+            for line in event.payload if batch else [event.payload]:
+                started = time.perf_counter()
+                handled.write(f"{line}\n")
+                if slow:
+                    os.fsync(handled.fileno())
+                    # At least 1 ms a line, also where an fsync costs less (tmpfs).
+                    rest = 0.001 - (time.perf_counter() - started)
+                    if rest > 0:
+                        time.sleep(rest)
 
         nexus.add_handler("line", handle)
-        nexus.register(FileTail(log, start="beginning", poll_interval=0.01, olddir=olddir))
+        nexus.register(FileTail(log, start="beginning", poll_interval=0.01, olddir=olddir, batch=batch))
         task = nexus.start()
         print("READY", flush=True)
         await task
@@ -83,5 +92,9 @@ if __name__ == "__main__":
         asyncio.run(events(args[0], args[1], args[2], int(args[3]), int(args[4]), args[5]))
     elif mode == "slow-tail":
         asyncio.run(tail(*args, slow=True))
+    elif mode == "batch-tail":
+        asyncio.run(tail(*args, batch=10))
+    elif mode == "slow-batch-tail":
+        asyncio.run(tail(*args, slow=True, batch=10))
     else:
         asyncio.run(tail(*args))
