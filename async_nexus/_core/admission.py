@@ -22,6 +22,12 @@ door, in this order:
 
 What is queued again later was admitted once already and is only placed: a scheduled
 event when it is due, a retry, an event replayed from the journal at start.
+
+Two doors run for every event of a busy program, so their most common case is written out
+where it is taken, and everything else falls through to :meth:`Admission.admit`:
+``ingest()`` (in the nexus) and a converter's events (:meth:`Admission.admit_from_source`).
+In that case — no journal, no tracer, the gate open, room in the queue — steps 3 to 6 have
+nothing to do.
 """
 
 from __future__ import annotations
