@@ -134,9 +134,7 @@ async def test_replay_order_is_priority_then_arrival(path: Path) -> None:
     await journal.close()
     entries = await areplay(path)
     assert [e.event.id for e in entries] == [3, 6, 1, 4, 0, 2, 5]
-    assert [e.seq for e in entries] == sorted(
-        (e.seq for e in entries), key=lambda s: (priorities[s - 1], s)
-    )
+    assert [e.seq for e in entries] == sorted((e.seq for e in entries), key=lambda s: (priorities[s - 1], s))
 
 
 def test_each_open_counts_one_more_delivery(path: Path) -> None:
@@ -283,9 +281,7 @@ async def test_concurrent_committers_share_groups(path: Path, level: str) -> Non
     assert len(await areplay(path)) == 300
 
 
-async def test_at_normal_the_thread_writes_the_log_out_while_the_loop_goes_on(
-    path: Path, level: str
-) -> None:
+async def test_at_normal_the_thread_writes_the_log_out_while_the_loop_goes_on(path: Path, level: str) -> None:
     journal, _ = opened(path, synchronous=level)
     for i in range(200):
         journal.append(Event(i, "t"))

@@ -89,7 +89,6 @@ def test_two_nexuses_in_one_registry_are_told_apart_by_labels() -> None:
     assert got[("async_nexus_queue_depth", (("nexus", "billing"),))] == 0
 
 
-
 def test_register_nexuses_exports_each_metric_once_with_a_sample_per_nexus() -> None:
     registry = CollectorRegistry()
     back, front = AsyncEventNexus(), AsyncEventNexus()

@@ -115,7 +115,7 @@ async def test_unregistered_named_event_is_dead_lettered_not_guessed(
         await asyncio.wait_for(hook.called.wait(), 10)
     await sender.close()
     assert [event.id for event in collector.events] == [2]
-    (error, subject), = hook.calls
+    ((error, subject),) = hook.calls
     assert isinstance(error, MalformedEntry) and "unknown named event type 'Treacle'" in str(error)
 
 
@@ -407,7 +407,7 @@ async def test_an_entry_claimed_once_too_often_is_dead_lettered_not_delivered(
         await until(lambda: len(hook.calls) == 1)
     # The claim was the fourth delivery of entry 1, and the second of the others.
     assert sorted(event.id for event in collector.events) == [0, 2]
-    (error, subject), = hook.calls
+    ((error, subject),) = hook.calls
     assert subject is receiver
     assert isinstance(error, UndeliverableEntry) and isinstance(error, DeadLetteredEntry)
     assert (error.entry_id, error.deliveries, error.dead_letter_stream) == (ids[1], 4, f"{stream}:dead")
@@ -471,9 +471,7 @@ async def test_competing_consumers_split_the_work_without_duplicates(redis_url: 
                 await asyncio.sleep(0)
 
             nexus.add_handler(-1, slow)
-            receiver = RedisStreamReceiver(
-                redis_url, stream, group="shared", read_count=10, max_in_flight=10
-            )
+            receiver = RedisStreamReceiver(redis_url, stream, group="shared", read_count=10, max_in_flight=10)
             nexus.add_producer(receiver)
             receivers.append(receiver)
         for receiver in receivers:

@@ -38,7 +38,7 @@ async def test_a_handler_that_runs_longer_is_cancelled_and_reported(concurrency:
         await after.wait_for(1)
         await asyncio.wait_for(nexus.join(), 5)
         stats = nexus.stats()["by_type"]["job"]
-    (exc, subject), = hook.calls
+    ((exc, subject),) = hook.calls
     assert isinstance(exc, errors.HandlerTimeout) and isinstance(exc, TimeoutError)
     assert "ran longer than timeout=0.05s on event 1 of type 'job'" in str(exc)
     assert subject.id == 1

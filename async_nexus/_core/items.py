@@ -30,6 +30,7 @@ ReplyRoute = Callable[[Event], object]
 #: Where an event goes whose handling finally failed: ``route(event, exception, attempts)``.
 DeadLetterRoute = Callable[[Event, BaseException, int], object]
 
+
 class DispatchTracer(Protocol):
     """What tracing (:mod:`async_nexus.tracing`) plugs into the loop; nothing else is traced."""
 

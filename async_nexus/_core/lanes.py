@@ -129,4 +129,3 @@ class Lane:
 
     def __repr__(self) -> str:
         return f"<Lane of {self.handler!r}: {self.held} of {self.limit} held>"
-

@@ -133,7 +133,7 @@ CREATE TABLE journal_dead_letters (
 # small group writes; a seq needs to be unique only among the rows stored, and the next one is
 # above them all. Journals made with it read and write the same. No index on (priority, seq): it would
 # cost a b-tree write per insert and delete, and the replay order is needed once, at open.
-_SCHEMA = """
+_EVENT_TABLES = """
 CREATE TABLE journal_events (
     seq INTEGER PRIMARY KEY,
     priority INTEGER NOT NULL,
@@ -143,7 +143,8 @@ CREATE TABLE journal_events (
     body BLOB NOT NULL
 );
 CREATE TABLE journal_checkpoints (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-""" + _DEAD_LETTERS_TABLE
+"""
+_SCHEMA = _EVENT_TABLES + _DEAD_LETTERS_TABLE
 _TABLES = {"journal_events", "journal_checkpoints"}
 
 #: version -> the statements that bring a journal of that version to the next one, run in one
@@ -490,4 +491,3 @@ class Store:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-

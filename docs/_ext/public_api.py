@@ -221,9 +221,7 @@ def resolve_reexported(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:
     if canonical is None:
         return None
     domain = env.get_domain("py")
-    return domain.resolve_xref(
-        env, node["refdoc"], app.builder, node["reftype"], canonical, node, contnode
-    )
+    return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], canonical, node, contnode)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:

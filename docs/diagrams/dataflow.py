@@ -75,7 +75,7 @@ def draw() -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
         f'width="{WIDTH}" height="{HEIGHT}" role="img" '
         'aria-labelledby="title">',
-        "<title id=\"title\">The data flow of a nexus: sources put events into one queue; "
+        '<title id="title">The data flow of a nexus: sources put events into one queue; '
         "one dispatch loop takes them out one at a time and routes each through filters, "
         "handlers and the default handler; handlers may put secondary events back into the "
         "queue, and a boundary carries chosen types to another nexus.</title>",

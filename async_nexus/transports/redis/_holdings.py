@@ -272,7 +272,12 @@ class Holdings:
         pipe = self._client().pipeline(transaction=False)
         for entry_id, count in counts.items():
             pipe.xclaim(
-                self.stream, self.group, self.consumer, 0, [entry_id], retrycount=max(count - 1, 1),
+                self.stream,
+                self.group,
+                self.consumer,
+                0,
+                [entry_id],
+                retrycount=max(count - 1, 1),
                 justid=True,
             )
         await pipe.execute()

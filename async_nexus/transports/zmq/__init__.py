@@ -153,9 +153,7 @@ class ZmqEventConverter(ZmqAbstractConverter):
         super().__init__(socket)
         named = isinstance(event_type, type) and issubclass(event_type, NamedEvent)
         if not named and (not isinstance(event_type, (int, str)) or isinstance(event_type, bool)):
-            raise BadType(
-                f"event_type must be an int, a str or a NamedEvent subclass, got {event_type!r}"
-            )
+            raise BadType(f"event_type must be an int, a str or a NamedEvent subclass, got {event_type!r}")
         if event_factory is not None and not isinstance(event_factory, EventFactory):
             raise BadType(
                 "event_factory must be an EventFactory (such as the nexus), got "
