@@ -394,3 +394,24 @@ async def test_a_stopped_nexus_is_answered_with_409_and_the_console_goes_on(tmp_
         assert stats.status == 200 and stats.json()["p"]["state"] == "STOPPED"
     finally:
         await server.close()
+
+
+async def test_connections_beyond_the_limit_are_answered_503_and_the_console_recovers(
+    console: ConsoleServer,
+) -> None:
+    from async_nexus.console._http import MAX_CONNECTIONS
+
+    # Clients that connect and send nothing hold every connection the console serves.
+    held = [await asyncio.open_connection("127.0.0.1", console.port) for _ in range(MAX_CONNECTIONS)]
+    try:
+        await eventually(lambda: console.connections == MAX_CONNECTIONS, what="every connection held")
+        busy = await request(console.port, "GET", "/api/stats")
+        assert busy.status == 503, busy
+        assert busy.headers["retry-after"] == "1"
+        assert f"serves {MAX_CONNECTIONS} connections at once" in busy.json()["error"]
+        assert console.connections == MAX_CONNECTIONS
+    finally:
+        for _, writer in held:
+            writer.close()
+    await eventually(lambda: console.connections == 0, what="the held connections let go")
+    assert (await request(console.port, "GET", "/api/stats")).status == 200

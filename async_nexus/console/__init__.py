@@ -49,7 +49,15 @@ from typing import Union
 from ..errors import BadCall, BadValue
 from ..nexus import AsyncEventNexus
 from ._app import SECURITY_HEADERS, ConsoleApp, is_loopback
-from ._http import MAX_HEAD, HttpError, read_request, response
+from ._http import (
+    BUSY_READ_TIMEOUT,
+    MAX_CONNECTIONS,
+    MAX_HEAD,
+    WRITE_TIMEOUT,
+    HttpError,
+    read_request,
+    response,
+)
 from ._rates import Rates
 
 __all__ = ["ConsoleServer", "serve_console", "MIN_TOKEN_LENGTH"]
@@ -108,6 +116,11 @@ class ConsoleServer:
         return f"http://{host}:{self.port}/"
 
     @property
+    def connections(self) -> int:
+        """How many connections it is serving now; past 64, new ones are answered 503 at once."""
+        return len(self._connections)
+
+    @property
     def csrf_token(self) -> str:
         """The token a ``POST`` sends in its ``X-CSRF-Token`` header; new for each console."""
         return self._app.csrf
@@ -125,9 +138,17 @@ class ConsoleServer:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        busy = len(self._connections) >= MAX_CONNECTIONS
         self._connections.add(task)
         try:
-            await self._exchange(reader, writer)
+            if busy:
+                # What came at once is read, not waited for: closing on unread bytes would
+                # reset the connection before the client reads why.
+                with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
+                    await asyncio.wait_for(reader.read(MAX_HEAD), BUSY_READ_TIMEOUT)
+                await self._send(writer, *_answer_busy())
+            else:
+                await self._exchange(reader, writer)
         finally:
             self._connections.discard(task)
             writer.close()
@@ -157,9 +178,24 @@ class ConsoleServer:
             )
         if method == "HEAD":
             body = b""
-        with contextlib.suppress(ConnectionError):
+        await self._send(writer, status, body, content_type, headers)
+
+    @staticmethod
+    async def _send(
+        writer: asyncio.StreamWriter, status: int, body: bytes, content_type: str, headers: dict[str, str]
+    ) -> None:
+        # A client that does not take its answer is let go, as one that does not send.
+        with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
             writer.write(response(status, body, content_type, {**SECURITY_HEADERS, **headers}))
-            await writer.drain()
+            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+
+
+def _answer_busy() -> tuple[int, bytes, str, dict[str, str]]:
+    message = (
+        f"the console serves {MAX_CONNECTIONS} connections at once and has that many open; "
+        "try again in a moment"
+    )
+    return 503, json.dumps({"error": message}).encode(), "application/json", {"Retry-After": "1"}
 
 
 def _named(nexuses: Nexuses) -> dict[str, AsyncEventNexus]:

@@ -23,6 +23,14 @@ MAX_HEADERS = 64
 MAX_BODY = 64 * 1024
 #: Seconds a client may take to send its request.
 READ_TIMEOUT = 10.0
+#: Seconds a client may take to take its answer.
+WRITE_TIMEOUT = 10.0
+#: Connections served at once: more are answered 503 at once. The page makes two requests a
+#: second; this leaves room for a few dozen pages and scripts, and bounds the file
+#: descriptors that clients which connect and send nothing can hold for READ_TIMEOUT.
+MAX_CONNECTIONS = 64
+#: Seconds a connection beyond MAX_CONNECTIONS is read from before its 503.
+BUSY_READ_TIMEOUT = 0.5
 
 REASONS = {
     200: "OK",
