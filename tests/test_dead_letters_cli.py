@@ -23,6 +23,7 @@ from test_redis import until
 
 from async_nexus import AsyncEventNexus, Event
 from async_nexus.dead_letters import REPLAYED
+from async_nexus.journal import SqliteJournal
 from async_nexus.transports.redis import RedisStreamReceiver, RedisStreamSender
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -232,6 +233,89 @@ def test_an_id_of_the_wrong_shape_and_a_missing_journal_are_refused(journal: Pat
     assert other.read_text() == "not a journal"
 
 
+SHOP_CODEC = """
+from async_nexus import NamedEvent
+from async_nexus.codec import EventCodec
+
+
+class OrderPlaced(NamedEvent):
+    pass
+
+
+codec = EventCodec(named_events=[OrderPlaced], format="msgpack")
+
+
+def make_codec():
+    return EventCodec(named_events=[OrderPlaced], format="msgpack")
+"""
+
+
+def test_a_journal_with_a_codec_of_its_own_is_read_with_codec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "shop_codec.py").write_text(SHOP_CODEC)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import shop_codec
+
+    path = tmp_path / "events.db"
+
+    async def fail_one() -> None:
+        nexus = AsyncEventNexus(journal=SqliteJournal(path, codec=shop_codec.make_codec()))
+        nexus.on_error(Hook())
+        nexus.add_handler(shop_codec.OrderPlaced, lambda event, queue: 1 / 0)
+        async with nexus:
+            await nexus.ingest(shop_codec.OrderPlaced(1, {"sku": "A-7"}))
+            await nexus.join()
+
+    asyncio.run(fail_one())
+    # The default codec reads neither msgpack nor the named event: the error says what to pass.
+    plain = cli("list", "--journal", str(path))
+    assert plain.returncode == 1
+    assert "this codec cannot rebuild" in plain.stderr
+    assert "From the command line: pass --codec package.module:attribute" in plain.stderr
+    for name in ("shop_codec:codec", "shop_codec:make_codec"):
+        listed = cli("list", "--json", "--journal", str(path), "--codec", name, "--app-dir", str(tmp_path))
+        assert listed.returncode == 0, listed.stderr
+        (record,) = json.loads(listed.stdout)
+        assert (record["type"], record["exception"]) == ("OrderPlaced", "ZeroDivisionError")
+    replayed = cli(
+        "replay", "--all", "--journal", str(path), "--codec", "shop_codec:codec", "--app-dir", str(tmp_path)
+    )
+    assert replayed.returncode == 0, replayed.stderr
+
+    async def run_again() -> list[Any]:
+        got: list[Any] = []
+        nexus = AsyncEventNexus(journal=SqliteJournal(path, codec=shop_codec.make_codec()))
+        nexus.add_handler(shop_codec.OrderPlaced, lambda event, queue: got.append(event))
+        async with nexus:
+            await nexus.join()
+        return got
+
+    (event,) = asyncio.run(run_again())
+    assert isinstance(event, shop_codec.OrderPlaced) and event.payload == {"sku": "A-7"}
+    assert REPLAYED in (event.headers or {})
+
+
+@pytest.mark.parametrize(
+    ("codec", "message"),
+    [
+        ("shop_codec", "codec 'shop_codec' is not of the form package.module:attribute"),
+        ("no_such_module:codec", "cannot import module 'no_such_module' of codec"),
+        ("shop_codec:nope", "'shop_codec' has no attribute 'nope' (codec 'shop_codec:nope')"),
+        ("shop_codec:OrderPlaced", "calling codec 'shop_codec:OrderPlaced' failed: TypeError"),
+        ("shop_codec:__name__", "codec 'shop_codec:__name__' is a str, not an EventCodec"),
+    ],
+)
+def test_a_codec_that_cannot_be_had_is_a_usage_error(
+    journal: Path, tmp_path: Path, codec: str, message: str
+) -> None:
+    (tmp_path / "shop_codec.py").write_text(SHOP_CODEC)
+    done = cli("list", "--journal", str(journal), "--codec", codec, "--app-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "package.module:attribute" in done.stderr
+
+
 # -- a daemon on the journal ----------------------------------------------------------------
 
 
@@ -388,3 +472,36 @@ def test_looking_counts_no_delivery_and_brings_an_old_journal_up_to_date(tmp_pat
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA user_version").fetchone() == (2,)
         assert connection.execute("SELECT seq, deliveries FROM journal_events").fetchall() == [(1, 0), (2, 0)]
+
+
+def test_redis_records_of_a_codec_of_their_own_are_read_with_codec(
+    redis_url: str, stream: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "shop_codec.py").write_text(SHOP_CODEC)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import shop_codec
+
+    async def fail_one() -> None:
+        sender = RedisStreamSender(redis_url, stream, codec=shop_codec.make_codec())
+        await sender.send(shop_codec.OrderPlaced(1, {"sku": "A-7"}))
+        await sender.close()
+        receiver = RedisStreamReceiver(redis_url, stream, group="g", codec=shop_codec.make_codec())
+        async with AsyncEventNexus() as nexus:
+            nexus.on_error(Hook())
+            nexus.add_handler(shop_codec.OrderPlaced, lambda event, queue: 1 / 0)
+            nexus.add_producer(receiver)
+            await until(lambda: receiver.dead_lettered == 1)
+
+    asyncio.run(fail_one())
+    # Without the codec the record is shown by its raw fields; with it, as the event it was.
+    plain = json.loads(cli("list", "--json", "--redis", redis_url, "--stream", stream).stdout)
+    assert [(r["type"], "fields" in r) for r in plain] == [(None, True)]
+    done = cli(
+        "list", "--json", "--redis", redis_url, "--stream", stream,
+        "--codec", "shop_codec:codec", "--app-dir", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (record,) = json.loads(done.stdout)
+    assert (record["type"], record["payload"], record["exception"]) == (
+        "OrderPlaced", {"sku": "A-7"}, "ZeroDivisionError",
+    )  # fmt: skip

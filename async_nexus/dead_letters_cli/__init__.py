@@ -12,6 +12,11 @@ Works on the dead letters of a journal file (``--journal PATH``) or of a Redis s
   ``replayed`` (see :data:`async_nexus.dead_letters.REPLAYED`);
 * ``purge (ID... | --all) [--yes]`` — delete them; ``--all`` asks first unless ``--yes``.
 
+Events are read with the default :class:`~async_nexus.codec.EventCodec` (JSON, no named
+events). A daemon whose journal or receiver has a codec of its own (msgpack, or
+:class:`~async_nexus.NamedEvent` classes) names it with ``--codec package.module:attribute``:
+an ``EventCodec``, or a function that takes no arguments and returns one.
+
 A journal held by a running daemon is not touched: the command says so and points at the
 daemon's console, where the same can be done while it runs. Exit codes: ``0`` done, ``1``
 something named was not found or could not be done, ``2`` a usage error.
@@ -25,13 +30,39 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..errors import JournalError
+from .._imports import NotImported, import_object
+from ..codec import EventCodec
+from ..errors import DecodeError, JournalError
 from ._journal import Held, JournalLetters, NoJournal
 from ._output import as_json, details, table
 
 __all__ = ["add_parser", "run"]
 
 _EXIT_OK, _EXIT_FAILED, _EXIT_USAGE = 0, 1, 2
+
+_CODEC_FORM = (
+    "name the codec the daemon gives its journal or receiver as package.module:attribute (for "
+    "example myapp.events:codec), where attribute is an EventCodec or a function with no "
+    "arguments that returns one"
+)
+
+
+def _load_codec(name: str, app_dir: str) -> EventCodec:
+    """The codec ``--codec`` names, imported from ``app_dir``.
+
+    :raises NotImported: it cannot be imported, or it is not (and does not give) an EventCodec.
+    """
+    found = import_object(name, what="codec", form=_CODEC_FORM, app_dir=app_dir)
+    if not isinstance(found, EventCodec) and callable(found):
+        try:
+            found = found()
+        except Exception as exc:
+            raise NotImported(
+                f"calling codec {name!r} failed: {type(exc).__name__}: {exc}; {_CODEC_FORM}"
+            ) from exc
+    if not isinstance(found, EventCodec):
+        raise NotImported(f"codec {name!r} is a {type(found).__qualname__}, not an EventCodec; {_CODEC_FORM}")
+    return found
 
 
 def _limit(text: str) -> int:
@@ -64,6 +95,18 @@ def add_parser(commands: Any) -> None:
         "--stream", metavar="NAME", help="with --redis: the stream whose dead letters (NAME:dead) to use"
     )
     where.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    where.add_argument(
+        "--codec",
+        metavar="MODULE:ATTR",
+        help="the EventCodec the events were written with, as package.module:attribute "
+        "(default: EventCodec(), JSON without named events)",
+    )
+    where.add_argument(
+        "--app-dir",
+        default=".",
+        metavar="DIR",
+        help="with --codec: the directory its package is imported from (default: the current one)",
+    )
 
     command = commands.add_parser(
         "dead-letters",
@@ -111,29 +154,50 @@ def run(args: argparse.Namespace, *, stdin: TextIO | None = None) -> int:
     if args.action in ("replay", "purge") and bool(args.ids) == bool(args.all):
         print(f"{prefix} give the ids of the dead letters to {args.action}, or --all (not both)", file=err)
         return _EXIT_USAGE
+    codec = None
+    if args.codec is not None:
+        try:
+            codec = _load_codec(args.codec, args.app_dir)
+        except NotImported as exc:
+            print(f"{prefix} {exc}", file=err)
+            return _EXIT_USAGE
     try:
-        return asyncio.run(_act(args, stdin or sys.stdin, out, err, prefix))
+        return asyncio.run(_act(args, codec, stdin or sys.stdin, out, err, prefix))
     except (Held, NoJournal, JournalError) as exc:  # the journal could not be opened: says why
-        print(f"{prefix} {exc}", file=err)
+        print(f"{prefix} {exc}{_codec_hint(exc, args)}", file=err)
         return _EXIT_FAILED
 
 
-async def _act(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO, prefix: str) -> int:
+def _codec_hint(exc: BaseException, args: argparse.Namespace) -> str:
+    """What to do when an event could not be read with the codec given (or the default)."""
+    if not isinstance(exc.__cause__, DecodeError):
+        return ""
+    if args.codec is None:
+        return (
+            ". From the command line: pass --codec package.module:attribute, naming the daemon's "
+            "EventCodec (or a function with no arguments that returns it)"
+        )
+    return f". --codec {args.codec} is not the codec the events were written with"
+
+
+async def _act(
+    args: argparse.Namespace, codec: EventCodec | None, stdin: TextIO, out: TextIO, err: TextIO, prefix: str
+) -> int:
     letters: Any
     if args.journal is not None:
-        letters = JournalLetters(args.journal)
+        letters = JournalLetters(args.journal, codec)
     else:
         from ._redis import RedisLetters
 
         try:
-            letters = RedisLetters(args.redis, args.stream)
+            letters = RedisLetters(args.redis, args.stream, codec)
         except ImportError:
             print(f"{prefix} --redis needs the redis package: pip install 'async-nexus[redis]'", file=err)
             return _EXIT_USAGE
     try:
         return await _on(letters, args, stdin, out, err, prefix)
     except (OSError, JournalError) as exc:
-        print(f"{prefix} {letters.where}: {exc}", file=err)
+        print(f"{prefix} {letters.where}: {exc}{_codec_hint(exc, args)}", file=err)
         return _EXIT_FAILED
     except Exception as exc:
         if type(exc).__module__.startswith("redis"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..codec import EventCodec
 from ..dead_letters import replayed
 from ..errors import JournalLocked
 from ..journal import SqliteJournal
@@ -24,13 +25,16 @@ class NoJournal(Exception):
 
 
 class JournalLetters:
-    """The dead letters of the journal at ``path``; open while in use, closed by :meth:`close`."""
+    """The dead letters of the journal at ``path``, read with ``codec`` (the default one if None).
 
-    def __init__(self, path: Path) -> None:
+    Open while in use, closed by :meth:`close`.
+    """
+
+    def __init__(self, path: Path, codec: EventCodec | None = None) -> None:
         if not path.exists():
             raise NoJournal(f"there is no journal at {path}; give the path of a daemon's journal file")
         self.where = f"the journal {path}"
-        self._journal = SqliteJournal(path)
+        self._journal = SqliteJournal(path, codec=codec)
         try:
             self._journal.open(replay=False)
         except JournalLocked as exc:

@@ -27,15 +27,15 @@ _UNDELIVERABLE = "delivered "
 
 
 class RedisLetters:
-    """The dead-letter stream of ``stream`` on the server at ``url``."""
+    """The dead-letter stream of ``stream`` on the server at ``url``, read with ``codec``."""
 
-    def __init__(self, url: str, stream: str) -> None:
+    def __init__(self, url: str, stream: str, codec: EventCodec | None = None) -> None:
         import redis.asyncio as aioredis  # here: the [redis] extra is needed for --redis only
 
         self.stream, self.dead_stream = stream, f"{stream}:dead"
         self.where = f"the dead-letter stream {self.dead_stream!r} at {url}"
         self._client = aioredis.from_url(url, socket_connect_timeout=5.0, socket_timeout=10.0)
-        self._codec = EventCodec()
+        self._codec = codec if codec is not None else EventCodec()
 
     @staticmethod
     def parse_id(text: str) -> str:

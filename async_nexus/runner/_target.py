@@ -6,12 +6,10 @@ Also the runner's usage errors, which every other part of the runner raises or r
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import os
-import sys
 from typing import Any
 
+from .._imports import NotImported, import_object
 from ..nexus import AsyncEventNexus
 
 __all__ = ["UsageError", "TargetError", "load_target", "build_nexus", "build_nexuses"]
@@ -50,42 +48,17 @@ def load_target(target: str, *, app_dir: str | None = ".") -> Any:
     :raises TargetError: the target is malformed, its module is not found, importing it
         failed, or the attribute does not exist.
     """
-    module_name, colon, attribute = target.partition(":")
-    if not colon or not module_name or not attribute:
-        raise TargetError(f"target {target!r} is not of the form package.module:factory; {_TARGET_FORM}")
-    if app_dir is not None:
-        directory = os.path.abspath(app_dir)
-        if directory not in sys.path:
-            sys.path.insert(0, directory)
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            where = f" (searched from {os.path.abspath(app_dir)})" if app_dir is not None else ""
-            raise TargetError(
-                f"cannot import module {module_name!r} of target {target!r}: no module named "
-                f"{exc.name!r}{where}; check the spelling, run from the directory that holds the "
-                f"package or pass --app-dir, and {_TARGET_FORM}"
-            ) from None
-        raise TargetError(
-            f"importing module {module_name!r} of target {target!r} failed: {exc}; the module "
-            "itself imports something that is not installed"
-        ) from exc
-    except Exception as exc:
-        raise TargetError(
-            f"importing module {module_name!r} of target {target!r} failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    obj: Any = module
-    walked = module_name
-    for part in attribute.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise TargetError(
-                f"{walked!r} has no attribute {part!r} (target {target!r}); {_candidates(obj)}{_TARGET_FORM}"
-            ) from None
-        walked = f"{walked}:{part}" if walked == module_name else f"{walked}.{part}"
-    return obj
+        return import_object(
+            target,
+            what="target",
+            shape="package.module:factory",
+            form=_TARGET_FORM,
+            app_dir=app_dir,
+            offer=_candidates,
+        )
+    except NotImported as exc:
+        raise TargetError(str(exc)) from exc.__cause__
 
 
 def _candidates(holder: Any) -> str:
