@@ -102,10 +102,11 @@ class FileTail(EventConverter):
         more are left with a warning until a followed one is dropped.
     :param batch: ``None`` (the default): an event per line, its payload the line's text. A
         number: an event per batch of at most that many lines, its payload a ``list`` of their
-        texts, in order — the lines of one read of one file (up to 64 KiB), so a batch never
-        waits for lines not written yet. For logs too busy for an event per line: each event
-        costs the nexus what a line costs the handler many times over. With :attr:`checkpoints`,
-        the position is saved after each batch, so a crash reads the last batch again, whole.
+        texts, in order — the complete lines of one read of one file (reads are of 64 KiB),
+        so a batch never waits for lines not written yet. For logs too busy for an event per
+        line: each event costs the nexus what a line costs the handler many times over. With
+        :attr:`checkpoints`, the position is saved after each batch, so a crash reads the last
+        batch again, whole.
     :raises ~async_nexus.errors.BadCall: ``start`` is neither ``"end"`` nor ``"beginning"``,
         ``poll_interval`` is not a positive number, ``max_files`` or ``batch`` not a positive
         integer, or ``encoding`` is unknown or does not write a line end as the byte ``\\n``.
