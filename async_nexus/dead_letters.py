@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import HandlerTimeout, UnhandledEvent
 from .events import Event
@@ -71,6 +72,29 @@ class DeadLetter:
     attempts: int
     handler: str | None
     when: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """Its fields with the event's spread out: what the console's API and
+        ``python -m async_nexus dead-letters --json`` show of it.
+
+        The keys are ``id``, ``event_id``, ``type``, ``priority``, ``payload``, ``headers`` (a
+        copy), ``reason``, ``exception``, ``message``, ``attempts``, ``handler`` and ``when``.
+        """
+        event = self.event
+        return {
+            "id": self.id,
+            "event_id": event.id,
+            "type": event.type,
+            "priority": event.priority,
+            "payload": event.payload,
+            "headers": dict(event.headers or {}),
+            "reason": self.reason,
+            "exception": self.exception,
+            "message": self.message,
+            "attempts": self.attempts,
+            "handler": self.handler,
+            "when": self.when,
+        }
 
 
 def reason_of(exc: BaseException) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import NamedTuple
 
 from .events import Event
 
@@ -24,38 +25,32 @@ class ScheduledEvent:
     :ivar when: when it is due, on the event loop's clock (``loop.time()``).
     """
 
-    __slots__ = ("event", "when", "_timer", "_scheduler", "_on_cancel")
+    __slots__ = ("event", "when", "_scheduler")
 
-    def __init__(
-        self, event: Event, when: float, scheduler: Scheduler, on_cancel: Callable[[], None] | None
-    ) -> None:
+    def __init__(self, event: Event, when: float, scheduler: Scheduler) -> None:
         self.event, self.when = event, when
-        self._timer: asyncio.TimerHandle | None = None
         self._scheduler = scheduler
-        self._on_cancel = on_cancel
 
     @property
     def pending(self) -> bool:
         """True until the event is queued or cancelled."""
-        return self._timer is not None
+        return self._scheduler.holds(self)
 
     def cancel(self) -> bool:
         """Keep the event from being queued; true if it was still pending.
 
         An event that is already queued is not taken back: it is dispatched as any other.
         """
-        timer, self._timer = self._timer, None
-        if timer is None:
-            return False
-        timer.cancel()
-        self._scheduler.events.discard(self)
-        if self._on_cancel is not None:
-            self._on_cancel()
-        return True
+        return self._scheduler.cancel(self)
 
     def __repr__(self) -> str:
         state = "pending" if self.pending else "done"
         return f"<ScheduledEvent {state} at {self.when:.3f}: {self.event!r}>"
+
+
+class _Pending(NamedTuple):
+    timer: asyncio.TimerHandle
+    on_cancel: Callable[[], None] | None
 
 
 class Scheduler:
@@ -64,7 +59,8 @@ class Scheduler:
     __slots__ = ("events", "retries", "sleeping")
 
     def __init__(self) -> None:
-        self.events: set[ScheduledEvent] = set()
+        #: The scheduled events not due yet, with their timers.
+        self.events: dict[ScheduledEvent, _Pending] = {}
         #: Retries to queue again when due (handlers run one at a time, or unkeyed lanes).
         self.retries: set[asyncio.TimerHandle] = set()
         #: Retries that wait in their own task (keyed lanes, which keep their key's order).
@@ -83,16 +79,28 @@ class Scheduler:
         on_cancel: Callable[[], None] | None = None,
     ) -> ScheduledEvent:
         """Call ``deliver(event)`` at ``when`` (loop time), or ``on_cancel()`` if cancelled first."""
-        scheduled = ScheduledEvent(event, when, self, on_cancel)
+        scheduled = ScheduledEvent(event, when, self)
 
         def due() -> None:
-            scheduled._timer = None
-            self.events.discard(scheduled)
+            del self.events[scheduled]
             deliver(event)
 
-        scheduled._timer = asyncio.get_running_loop().call_at(when, due)
-        self.events.add(scheduled)
+        self.events[scheduled] = _Pending(asyncio.get_running_loop().call_at(when, due), on_cancel)
         return scheduled
+
+    def holds(self, scheduled: ScheduledEvent) -> bool:
+        """Whether ``scheduled`` is not due yet and not cancelled."""
+        return scheduled in self.events
+
+    def cancel(self, scheduled: ScheduledEvent) -> bool:
+        """Forget ``scheduled`` and call its ``on_cancel``; true if it was pending."""
+        pending = self.events.pop(scheduled, None)
+        if pending is None:
+            return False
+        pending.timer.cancel()
+        if pending.on_cancel is not None:
+            pending.on_cancel()
+        return True
 
     def retry_later(self, delay: float, callback: Callable[[], None]) -> None:
         """Call ``callback()`` after ``delay`` seconds, counted as a retry until then."""
@@ -119,10 +127,8 @@ class Scheduler:
         keeps the events for the next start.
         """
         events, retries = len(self.events), self.retrying  # a keyed lane's waits too
-        for scheduled in self.events:
-            timer, scheduled._timer = scheduled._timer, None
-            if timer is not None:
-                timer.cancel()
+        for pending in self.events.values():
+            pending.timer.cancel()
         self.events.clear()
         for timer in self.retries:
             timer.cancel()

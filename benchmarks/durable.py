@@ -15,10 +15,8 @@ reported, and the ratios are taken round by round.
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import statistics
-import tempfile
 import time
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as dist_version
@@ -91,19 +89,9 @@ def run_one(task: str, params: dict[str, Any], warmup: int) -> dict[str, Any]:
     Returns what the task returned, or ``{"error": why}``; an implementation that did not
     hand every event to the handler, or left rows behind, counts as failed.
     """
-    HOME.mkdir(parents=True, exist_ok=True)
-    directory = tempfile.mkdtemp(prefix=f"{task}-", dir=HOME)
-    try:
-        spec = [[task, {**params, "directory": directory}]]
-        out = runner.run_child(runner.interpreter(), "durable_peers", "asyncio", spec, runs=1, warmup=warmup)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-    if "error" in out:
-        return {"error": str(out["error"])}
-    result = out["results"][task]
-    if "runs" not in result:
-        return {"error": str(result.get("error") or result.get("unsupported"))}
-    got: dict[str, Any] = result["runs"][0]
+    got = runner.run_in_directory("durable_peers", task, params, warmup, HOME)
+    if "error" in got:
+        return got
     if got["handled"] != params["n"] or got["left"]:
         return {"error": f"{got['handled']:,} of {params['n']:,} events handled, {got['left']:,} rows left"}
     return got

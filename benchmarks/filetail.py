@@ -17,9 +17,7 @@ the median over the rounds is reported, and the ratios are taken round by round.
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,22 +37,11 @@ def run_one(task: str, params: dict[str, Any], warmup: int) -> dict[str, Any]:
 
     A run whose handler did not get every line counts as failed.
     """
-    HOME.mkdir(parents=True, exist_ok=True)
-    directory = tempfile.mkdtemp(prefix=f"{task}-", dir=HOME)
-    try:
-        spec = [[task, {**params, "directory": directory}]]
-        out = runner.run_child(runner.interpreter(), "filetail_peers", "asyncio", spec, runs=1, warmup=warmup)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-    if "error" in out:
-        return {"error": str(out["error"])}
-    result = out["results"][task]
-    if "runs" not in result:
-        return {"error": str(result.get("error") or result.get("unsupported"))}
-    got: dict[str, Any] = result["runs"][0]
+    got = runner.run_in_directory("filetail_peers", task, params, warmup, HOME)
+    if "error" in got:
+        return got
     if got["handled"] != params["n"]:
         return {"error": f"{got['handled']:,} of {params['n']:,} lines handled"}
-    got["version"] = out["version"]
     return got
 
 

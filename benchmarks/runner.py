@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -177,3 +178,29 @@ def measure_memory(
 
 def interpreter() -> str:
     return sys.executable
+
+
+def run_in_directory(
+    peers: str, task: str, params: dict[str, Any], warmup: int, home: Path
+) -> dict[str, Any]:
+    """Run ``task`` of ``peers/<peers>.py`` once in a child, in a new directory under ``home``.
+
+    The task gets the directory as its ``directory`` parameter; the directory is removed
+    afterwards. Returns what the run returned, with the child's ``version``, or
+    ``{"error": why}``.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    directory = tempfile.mkdtemp(prefix=f"{task}-", dir=home)
+    try:
+        spec = [[task, {**params, "directory": directory}]]
+        out = run_child(interpreter(), peers, "asyncio", spec, runs=1, warmup=warmup)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    if "error" in out:
+        return {"error": str(out["error"])}
+    result = out["results"][task]
+    if "runs" not in result:
+        return {"error": str(result.get("error") or result.get("unsupported"))}
+    got: dict[str, Any] = result["runs"][0]
+    got["version"] = out["version"]
+    return got

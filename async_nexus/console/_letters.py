@@ -35,23 +35,8 @@ def preview(payload: object) -> str:
 
 
 def as_json(nexus_name: str, letter: DeadLetter) -> dict[str, Any]:
-    """One dead letter as the API lists it."""
-    event = letter.event
-    return {
-        "id": letter.id,
-        "nexus": nexus_name,
-        "event_id": event.id,
-        "type": event.type,
-        "priority": event.priority,
-        "headers": dict(event.headers or {}),
-        "payload": preview(event.payload),
-        "reason": letter.reason,
-        "exception": letter.exception,
-        "message": letter.message,
-        "attempts": letter.attempts,
-        "handler": letter.handler,
-        "when": letter.when,
-    }
+    """One dead letter as the API lists it: its fields, the nexus's name, the payload's preview."""
+    return {**letter.as_dict(), "nexus": nexus_name, "payload": preview(letter.event.payload)}
 
 
 class DeadLetters:

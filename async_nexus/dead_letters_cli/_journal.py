@@ -13,7 +13,7 @@ from ..codec import EventCodec
 from ..dead_letters import replayed
 from ..errors import JournalLocked
 from ..journal import SqliteJournal
-from ._output import Record, from_dead_letter
+from ._output import Record
 
 
 class Held(Exception):
@@ -62,11 +62,11 @@ class JournalLetters:
     async def newest(self, limit: int, event_type: int | str | None) -> list[Record]:
         """The newest ``limit`` (of ``event_type`` if given), newest first."""
         letters = await self._journal.dead_letters(limit=limit, event_type=event_type)
-        return [from_dead_letter(letter) for letter in letters]
+        return [letter.as_dict() for letter in letters]
 
     async def show(self, ids: list[int]) -> list[Record]:
         """Those of ``ids`` that exist, oldest first."""
-        return [from_dead_letter(letter) for letter in await self._journal.dead_letters_by_id(ids)]
+        return [letter.as_dict() for letter in await self._journal.dead_letters_by_id(ids)]
 
     async def replay(self, ids: list[int] | None) -> list[int]:
         """Put each back as an event of the journal, for the next start; the ids done.

@@ -1,7 +1,9 @@
 """How dead letters are shown: a table, one record in full, or JSON. Private to the command line.
 
 A dead letter from either place (a journal, a Redis dead-letter stream) is turned into a
-:data:`Record` first, a plain ``dict`` with the same keys, so one formatter serves both.
+:data:`Record` first, a plain ``dict`` with the same keys
+(:meth:`~async_nexus.dead_letters.DeadLetter.as_dict` for a journal's), so one formatter
+serves both.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import json
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from ..dead_letters import DeadLetter
-
 #: ``id``, ``event_id``, ``type``, ``priority``, ``payload``, ``headers``, ``reason``,
 #: ``exception``, ``message``, ``attempts``, ``handler``, ``when``; a Redis record adds
 #: ``stream`` (where it came from) and ``fields`` (the entry as it was, when it holds no
@@ -21,25 +21,6 @@ Record = dict[str, Any]
 
 #: Longest payload shown in a table's cell; ``show`` prints it whole.
 PREVIEW = 48
-
-
-def from_dead_letter(letter: DeadLetter) -> Record:
-    """A nexus's dead letter (from a journal) as a :data:`Record`."""
-    event = letter.event
-    return {
-        "id": letter.id,
-        "event_id": event.id,
-        "type": event.type,
-        "priority": event.priority,
-        "payload": event.payload,
-        "headers": event.headers or {},
-        "reason": letter.reason,
-        "exception": letter.exception,
-        "message": letter.message,
-        "attempts": letter.attempts,
-        "handler": letter.handler,
-        "when": letter.when,
-    }
 
 
 def readable(value: Any) -> str:
